@@ -1,0 +1,197 @@
+"""The k-winners-take-all activation with boosting (Algorithm 1 of the paper)."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from sparse_keras import validation
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class KWinners(keras.layers.Layer):
+    """Keeps the k most active units of each sample and zeroes the rest.
+
+    Winners are the top-k of the *boosted* activity `b * y`, where
+    `b_i = exp(boost_strength * (k / n - d_i))` and `d_i` is unit `i`'s duty cycle
+    (the running fraction of samples in which it won). Boosting only chooses the
+    winners: the output keeps the un-boosted values `y` at the winners (they may be
+    negative: there is no ReLU inside) and 0 elsewhere, so gradients flow to the
+    winners only.
+
+    Rank-2 inputs `(batch, units)` compete over the `units` values of a sample.
+    Rank-4 inputs `(batch, height, width, channels)` (channels-last, as after a
+    convolution and max-pooling) compete globally over all `height * width * channels`
+    values of a sample, and keep one duty cycle per channel: a winner at any position
+    of channel `c` counts `1 / (height * width)` towards `d_c`, and every position of
+    channel `c` is boosted with `d_c`.
+
+    During training (`training=True` and the layer is trainable) the duty cycles are
+    updated after each batch of `B` samples:
+    `period = min(duty_cycle_period, samples_seen)` and
+    `d <- (d * (period - B) + count) / period`, where `count_i` is the number of
+    samples of the batch in which unit `i` is a winner with a positive output (as
+    in the authors' code, which counts `output > 0`). At inference
+    `round(k * k_inference_factor)` winners are kept (at most `n`), with the duty
+    cycles frozen. A layer with `trainable = False` behaves as at inference, as
+    `BatchNormalization` does: its duty cycles stay frozen while the rest of a
+    model is fine-tuned.
+
+    Duty cycles, the current boost strength and the number of samples seen are
+    non-trainable weights: they are saved and restored with the model. The boost
+    strength decays per epoch through `sparse_keras.callbacks.BoostDecay`.
+
+    If `k >= n` the layer is a plain ReLU (the paper's "100%" rows).
+
+    Args:
+        k: Number of winners per sample during training, a positive integer.
+        k_inference_factor: Winners at inference are `round(k * k_inference_factor)`,
+            capped at `n`. At least 1. Default 1.5 (the paper's).
+        boost_strength: Initial boost strength `beta >= 0`; 0 disables boosting.
+        boost_strength_factor: Factor in (0, 1] by which `BoostDecay` multiplies the
+            boost strength after every epoch, if the callback is not given its own.
+        duty_cycle_period: Length (in samples) of the duty-cycle running average.
+        **kwargs: Base `Layer` arguments (`name`, `dtype`, ...).
+
+    Input shape:
+        `(batch, units)` or `(batch, height, width, channels)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> layer = KWinners(k=2, k_inference_factor=1.0)
+    >>> layer(np.array([[0.1, 0.9, -0.3, 0.5]], "float32")).numpy()
+    array([[0. , 0.9, 0. , 0.5]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        k: int,
+        k_inference_factor: float = 1.5,
+        boost_strength: float = 1.5,
+        boost_strength_factor: float = 1.0,
+        duty_cycle_period: int = 1000,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.k = validation.positive_int("k", k)
+        self.k_inference_factor = validation.number_at_least(
+            "k_inference_factor", k_inference_factor, 1.0
+        )
+        self.initial_boost_strength = validation.number_at_least(
+            "boost_strength", boost_strength, 0.0
+        )
+        self.boost_strength_factor = validation.fraction("boost_strength_factor", boost_strength_factor)
+        self.duty_cycle_period = validation.positive_int("duty_cycle_period", duty_cycle_period)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if rank not in (2, 4):
+            raise ValueError(
+                f"KWinners expects a rank-2 (batch, units) or rank-4 (batch, height, width, "
+                f"channels) input, got shape {tuple(input_shape)} (rank {rank})."
+            )
+        if any(dim is None for dim in input_shape[1:]):
+            raise ValueError(
+                f"KWinners needs every non-batch dimension known, got input shape {tuple(input_shape)}."
+            )
+        self.units = math.prod(input_shape[1:])
+        # Positions that share one duty cycle: 1 for dense input, height * width for conv.
+        self.positions_per_unit = 1 if rank == 2 else input_shape[1] * input_shape[2]
+        duty_shape = (input_shape[-1],)
+        self.duty_cycles = self.add_weight(
+            name="duty_cycles", shape=duty_shape, initializer="zeros", trainable=False
+        )
+        self.boost_strength = self.add_weight(
+            name="boost_strength",
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_boost_strength),
+            trainable=False,
+        )
+        # Only ever compared with duty_cycle_period, so float32 rounding of very large
+        # counts cannot change the period.
+        self.samples_seen = self.add_weight(
+            name="samples_seen", shape=(), initializer="zeros", trainable=False
+        )
+        self.k_inference = min(self.units, round(self.k * self.k_inference_factor))
+        self.target_density = min(self.k, self.units) / self.units
+        self.is_relu = self.k >= self.units
+
+    @property
+    def density(self) -> float:
+        """Fraction of units kept per sample during training, `k / n`."""
+        return self.target_density
+
+    def boost_factors(self) -> tf.Tensor:
+        """Per-unit (or per-channel) boost factors `exp(beta * (k / n - d))`."""
+        return tf.exp(self.boost_strength * (self.target_density - self.duty_cycles))
+
+    def call(self, inputs, training=None):
+        if self.is_relu:
+            return tf.nn.relu(inputs)
+        training = bool(training) and self.trainable
+        k = self.k if training else self.k_inference
+        if k >= self.units:
+            winners_only = inputs
+        else:
+            mask = self._winner_mask(inputs, k)
+            winners_only = inputs * tf.cast(mask, inputs.dtype)
+        if training:
+            self._update_duty_cycles(winners_only)
+        return winners_only
+
+    def _winner_mask(self, inputs, k):
+        """Boolean mask of exactly k winners per sample (ties broken by position)."""
+        boosted = tf.cast(tf.stop_gradient(inputs), "float32") * self.boost_factors()
+        flat = tf.reshape(boosted, (-1, self.units))
+        _, indices = tf.math.top_k(flat, k=k, sorted=False)
+        batch = tf.shape(flat)[0]
+        # Scattering the chosen indices (rather than thresholding at the k-th value)
+        # keeps exactly k winners when values tie, e.g. constant background pixels.
+        rows = tf.repeat(tf.range(batch), k)
+        coords = tf.stack([rows, tf.reshape(indices, [-1])], axis=1)
+        mask = tf.scatter_nd(coords, tf.ones([batch * k], tf.bool), tf.shape(flat, out_type=tf.int32))
+        return tf.reshape(mask, tf.shape(inputs))
+
+    def _update_duty_cycles(self, outputs):
+        batch = tf.cast(tf.shape(outputs)[0], "float32")
+        active = tf.cast(outputs > 0, "float32")
+        reduce_axes = [0] if len(outputs.shape) == 2 else [0, 1, 2]
+        count = tf.reduce_sum(active, axis=reduce_axes) / self.positions_per_unit
+        self.update_duty_cycles(count, batch)
+
+    def update_duty_cycles(self, count, batch_size):
+        """Folds one batch's winner counts into the duty cycles (SPEC §2).
+
+        Public so that distributed training can pass counts summed over replicas.
+
+        Args:
+            count: Float tensor of shape `duty_cycles.shape`: per unit, the number of
+                samples of the batch in which it won (conv: divided by height * width).
+            batch_size: Number of samples the counts were taken over.
+        """
+        samples = self.samples_seen + batch_size
+        period = tf.minimum(float(self.duty_cycle_period), samples)
+        self.samples_seen.assign(samples)
+        self.duty_cycles.assign((self.duty_cycles * (period - batch_size) + count) / period)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "k": self.k,
+                "k_inference_factor": self.k_inference_factor,
+                "boost_strength": self.initial_boost_strength,
+                "boost_strength_factor": self.boost_strength_factor,
+                "duty_cycle_period": self.duty_cycle_period,
+            }
+        )
+        return config

@@ -1,0 +1,191 @@
+"""Dense and convolutional layers whose kernels keep a fixed random fraction of weights."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from sparse_keras import validation
+from sparse_keras.constraints import FixedMask
+
+
+def random_fan_in_mask(shape: tuple[int, ...], density: float, seed: int | None) -> np.ndarray:
+    """A 0/1 kernel mask keeping exactly `round(density * fan_in)` weights per output unit.
+
+    The kernel's last axis is the output axis (Keras layout); all other axes form the
+    fan-in (`kh * kw * c_in` for a convolution).
+
+    Args:
+        shape: Kernel shape, output units last.
+        density: Fraction of each output unit's incoming weights to keep, in (0, 1].
+        seed: Seed of the NumPy generator; the same seed gives the same mask.
+
+    Returns:
+        float32 array of `shape` with values 0 and 1.
+    """
+    density = validation.fraction("density", density)
+    fan_in = int(np.prod(shape[:-1]))
+    units = shape[-1]
+    keep = max(1, round(density * fan_in))
+    rng = np.random.default_rng(seed)
+    # The `keep` smallest of fan_in uniform draws pick a uniformly random subset.
+    order = np.argsort(rng.random((units, fan_in)), axis=1)[:, :keep]
+    mask = np.zeros((units, fan_in), np.float32)
+    np.put_along_axis(mask, order, 1.0, axis=1)
+    return mask.T.reshape(shape)
+
+
+def sparse_kernel_initializer(density: float) -> keras.initializers.Initializer:
+    """Uniform initializer scaled to the kept fan-in, `U(±1 / sqrt(density * fan_in))`.
+
+    This is PyTorch's default (Kaiming-uniform with a=sqrt(5)) computed on the
+    non-zero inputs only, as the authors' code initialises sparse layers.
+    """
+    return keras.initializers.VarianceScaling(
+        scale=1.0 / (3.0 * density), mode="fan_in", distribution="uniform"
+    )
+
+
+class _FixedMaskMixin:
+    """Shared mask handling of SparseDense and SparseConv2D.
+
+    The mask weight is created before the kernel so that the kernel's constraint can
+    refer to it; the kernel is zeroed outside the mask once, and the constraint keeps
+    it so after every optimizer step.
+    """
+
+    def _init_mask(self, density, seed, kwargs):
+        self.density = validation.fraction("density", density)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+        self.seed = None if seed is None else int(seed)
+        if kwargs.get("kernel_initializer") is None:
+            kwargs["kernel_initializer"] = sparse_kernel_initializer(self.density)
+        return kwargs
+
+    def _build_mask(self, kernel_shape):
+        self.user_kernel_constraint = self.kernel_constraint
+        if self.density == 1.0:
+            self.kernel_mask = None
+            return
+        # Without a seed every layer still gets its own mask, drawn from NumPy's
+        # global generator (so np.random.seed makes whole models reproducible).
+        seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+        self.kernel_mask = self.add_weight(
+            name="kernel_mask",
+            shape=kernel_shape,
+            initializer=keras.initializers.Constant(random_fan_in_mask(kernel_shape, self.density, seed)),
+            trainable=False,
+        )
+        self.kernel_constraint = FixedMask(self.kernel_mask, inner=self.user_kernel_constraint)
+
+    def _zero_masked_kernel(self):
+        if self.kernel_mask is not None:
+            self.kernel.assign(self.kernel_constraint(self.kernel))
+
+    def _mask_config(self, config):
+        config["kernel_constraint"] = keras.constraints.serialize(self.user_kernel_constraint)
+        config.update({"density": self.density, "seed": self.seed})
+        return config
+
+    @property
+    def nonzero_weights(self) -> int:
+        """Number of kernel weights the mask keeps (all of them when density is 1)."""
+        if self.kernel_mask is None:
+            return int(np.prod(self.kernel.shape))
+        return int(keras.ops.sum(self.kernel_mask))
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class SparseDense(_FixedMaskMixin, keras.layers.Dense):
+    """A `Dense` layer with a fixed random sparse kernel.
+
+    At `build` each output unit keeps exactly `round(density * fan_in)` randomly
+    chosen incoming weights; the others are zero and stay zero forever: the 0/1 mask
+    is a non-trainable weight (saved with the model) and a `FixedMask` kernel
+    constraint re-applies it after every optimizer update. `density=1.0` gives an
+    ordinary `Dense` layer.
+
+    Args:
+        units: Number of output units.
+        density: Fraction of each unit's incoming weights that are kept, in (0, 1].
+        seed: Integer seed of the mask; two layers with the same seed and shape get
+            the same mask. `None` draws one from NumPy's global generator.
+        **kwargs: Any `keras.layers.Dense` argument. `kernel_initializer` defaults
+            to `U(±1 / sqrt(density * fan_in))`; a `kernel_constraint` is applied
+            before the mask.
+
+    Input shape:
+        `(batch, ..., input_dim)`.
+
+    Output shape:
+        `(batch, ..., units)`.
+
+    Example:
+
+    >>> layer = SparseDense(8, density=0.25, seed=1)
+    >>> _ = layer(np.ones((2, 16), "float32"))
+    >>> np.count_nonzero(layer.kernel.numpy(), axis=0).tolist()
+    [4, 4, 4, 4, 4, 4, 4, 4]
+    """
+
+    def __init__(self, units: int, density: float, seed: int | None = None, **kwargs):
+        kwargs = self._init_mask(density, seed, kwargs)
+        super().__init__(units, **kwargs)
+
+    def build(self, input_shape):
+        self._build_mask((input_shape[-1], self.units))
+        super().build(input_shape)
+        self._zero_masked_kernel()
+
+    def get_config(self):
+        return self._mask_config(super().get_config())
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class SparseConv2D(_FixedMaskMixin, keras.layers.Conv2D):
+    """A `Conv2D` layer whose filters keep a fixed random fraction of their weights.
+
+    Each output channel keeps exactly `round(density * kh * kw * c_in)` weights of its
+    filter; the mask is saved with the model and enforced after every optimizer
+    update, as in `SparseDense`. `density=1.0` gives an ordinary `Conv2D`.
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Integer or pair, the filter size.
+        density: Fraction of each filter's weights that are kept, in (0, 1].
+        seed: Integer seed of the mask, or `None`.
+        **kwargs: Any `keras.layers.Conv2D` argument (channels-last data only).
+
+    Input shape:
+        `(batch, height, width, channels)`.
+
+    Output shape:
+        `(batch, new_height, new_width, filters)`.
+
+    Example:
+
+    >>> layer = SparseConv2D(4, 3, density=0.5, seed=0)
+    >>> _ = layer(np.ones((1, 8, 8, 2), "float32"))
+    >>> np.count_nonzero(layer.kernel.numpy().reshape(-1, 4), axis=0).tolist()
+    [9, 9, 9, 9]
+    """
+
+    def __init__(self, filters: int, kernel_size, density: float, seed: int | None = None, **kwargs):
+        kwargs = self._init_mask(density, seed, kwargs)
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.data_format != "channels_last":
+            raise ValueError(
+                f"SparseConv2D supports data_format='channels_last' only, got {self.data_format!r}."
+            )
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        if in_channels is None:
+            raise ValueError(f"SparseConv2D needs a known channel dimension, got {tuple(input_shape)}.")
+        self._build_mask((*self.kernel_size, in_channels // self.groups, self.filters))
+        super().build(input_shape)
+        self._zero_masked_kernel()
+
+    def get_config(self):
+        return self._mask_config(super().get_config())
