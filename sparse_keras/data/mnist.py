@@ -1,0 +1,188 @@
+"""MNIST: the original IDX files, read and served as `tf.data` pipelines.
+
+Images come as float32 `[28, 28, 1]`, either in `[0, 1]` pixel space (the space the
+paper's noise protocol works in) or normalised with the paper's mean 0.1307 and std
+0.3081. Labels are int32 class ids 0..9.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from sparse_keras.data.download import DataNotFoundError, data_root, fetch
+
+MEAN = 0.1307
+STD = 0.3081
+CLASS_NAMES = tuple(str(digit) for digit in range(10))
+IMAGE_SHAPE = (28, 28, 1)
+
+# Mirrors of the original files, tried in order (the original host is often down).
+BASE_URLS = (
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+SPLITS = ("train", "validation", "test")
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file (gzip-compressed or not) into a NumPy array.
+
+    Args:
+        path: Path to an `.idx*-ubyte` file or its `.gz`.
+
+    Returns:
+        The array, with the shape and dtype its header declares.
+
+    Raises:
+        ValueError: if the magic number, dimensions or length are inconsistent.
+    """
+    path = pathlib.Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise ValueError(f"Cannot read IDX file {path}: {err} (truncated or not gzip?)") from err
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(
+            f"{path} is not an IDX file: magic bytes {data[:4].hex()!r}, expected 0000 + a type "
+            "code (08 for uint8) + the number of dimensions."
+        )
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise ValueError(f"{path}: IDX header declares {ndim} dimensions but the file is {len(data)} bytes.")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes in all) but the file has "
+            f"{len(data)} bytes: truncated or corrupt."
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _ensure_file(root: pathlib.Path, name: str, download: bool, base_urls) -> pathlib.Path:
+    for candidate in (root / name, root / name.removesuffix(".gz")):
+        if candidate.exists():
+            return candidate
+    if not download:
+        raise DataNotFoundError(
+            f"MNIST file {name} not found in {root}. Put the four original IDX files there, set "
+            "SPARSE_KERAS_DATA to a directory with an 'mnist' folder holding them, or pass "
+            "download=True."
+        )
+    errors = []
+    for base in base_urls:
+        try:
+            return fetch(base + name, root / name, SHA256[name])
+        except (DataNotFoundError, ValueError) as err:
+            errors.append(str(err))
+    raise DataNotFoundError(
+        f"MNIST file {name} is not in {root} and could not be downloaded:\n  "
+        + "\n  ".join(errors)
+        + f"\nExpected files: {', '.join(SHA256)} in {root} (or set SPARSE_KERAS_DATA)."
+    )
+
+
+def load_arrays(
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    validation_size: int = 0,
+    base_urls: tuple[str, ...] = BASE_URLS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST as NumPy arrays: uint8 images `[N, 28, 28]` and int32 labels `[N]`.
+
+    Args:
+        split: "train", "validation" or "test". "validation" is the last
+            `validation_size` training images, which "train" then leaves out.
+        data_dir: Directory with the IDX files; default as `data_root` says.
+        download: Download missing files from the official mirrors (verified).
+        validation_size: Training images held out for validation (0 = none).
+        base_urls: Mirrors to download from, tried in order.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown MNIST split {split!r}; expected one of {SPLITS}.")
+    if not 0 <= validation_size < 60000:
+        raise ValueError(f"validation_size must be in [0, 60000), got {validation_size!r}.")
+    if split == "validation" and validation_size == 0:
+        raise ValueError("split='validation' needs validation_size > 0 training images to hold out.")
+    root = data_root(data_dir, "mnist")
+    image_file, label_file = FILES["test" if split == "test" else "train"]
+    images = read_idx(_ensure_file(root, image_file, download, base_urls))
+    labels = read_idx(_ensure_file(root, label_file, download, base_urls)).astype(np.int32)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise ValueError(f"MNIST files in {root} disagree: images {images.shape}, labels {labels.shape}.")
+    if split == "train" and validation_size:
+        images, labels = images[:-validation_size], labels[:-validation_size]
+    elif split == "validation":
+        images, labels = images[-validation_size:], labels[-validation_size:]
+    return images, labels
+
+
+def normalize_images(images: tf.Tensor) -> tf.Tensor:
+    """Maps `[0, 1]` pixels to the paper's normalised space, `(x - 0.1307) / 0.3081`."""
+    return (images - MEAN) / STD
+
+
+def load(
+    split: str,
+    batch_size: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    normalize: bool = True,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    validation_size: int = 0,
+    download: bool = True,
+) -> tf.data.Dataset:
+    """MNIST as a `tf.data.Dataset` of `(image, label)`.
+
+    Args:
+        split: "train", "validation" or "test" (see `load_arrays`).
+        batch_size: Batch size, or None for single examples.
+        data_dir: Directory with the IDX files; default as `data_root` says.
+        normalize: True for the paper's normalised inputs, False for `[0, 1]` pixels
+            (the space noise is added in).
+        shuffle: Shuffle each epoch; defaults to True for "train" only. The order is
+            deterministic given `seed`.
+        seed: Shuffle seed.
+        validation_size: Training images held out as the "validation" split.
+        download: Download missing files.
+
+    Returns:
+        Dataset of float32 images `[28, 28, 1]` (batched: `[B, 28, 28, 1]`) and int32
+        labels.
+    """
+    images, labels = load_arrays(split, data_dir, download, validation_size)
+    ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
+    if shuffle if shuffle is not None else split == "train":
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+
+    def to_float(image, label):
+        image = tf.cast(image, tf.float32) / 255.0
+        return (normalize_images(image) if normalize else image), label
+
+    if batch_size is not None:
+        ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
