@@ -1,0 +1,1 @@
+"""Training recipes, the multi-seed runner and committed results for the zoo networks."""

@@ -1,0 +1,304 @@
+"""Trains zoo networks with their recipes, one or several seeds, resumably.
+
+    python -m training.train --recipe mnist_sparse_cnn2 --seeds 3
+
+Per seed this writes (kept out of git) `training/runs/<recipe>/seed<k>/`: a checkpoint
+after every epoch (`checkpoint.keras`, model + optimizer + k-winners state), its
+`state.json`, TensorBoard logs and the final weights; and (committed)
+`training/results/<recipe>/seed<k>.json`: clean test accuracy, accuracy at every
+noise level, the noise score, epochs, wall time, package versions and git commit.
+An interrupted run resumes from its last completed epoch; each epoch's data order
+is derived from (seed, epoch), so a resumed run sees the same batches as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sparse_keras import models
+from sparse_keras.callbacks import BoostDecay, DutyCycleMonitor
+from training.recipe import Recipe, get_recipe, list_recipes
+
+ROOT = pathlib.Path(__file__).resolve().parent
+RUNS_DIR = ROOT / "runs"
+RESULTS_DIR = ROOT / "results"
+
+
+def package_versions() -> dict[str, str]:
+    import sparse_keras
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "sparse_keras": sparse_keras.__version__,
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class TrainingData:
+    """The datasets one recipe trains and evaluates on."""
+
+    def __init__(self, recipe: Recipe, data_dir: str | None, max_train_examples: int | None):
+        self.recipe = recipe
+        self.data_dir = data_dir
+        self.max_train_examples = max_train_examples
+        if recipe.dataset == "mnist":
+            from sparse_keras.data import mnist
+
+            split = "train"
+            self._x, self._y = mnist.load_arrays(split, data_dir, validation_size=recipe.validation_size)
+            if max_train_examples:
+                self._x, self._y = self._x[:max_train_examples], self._y[:max_train_examples]
+        elif recipe.dataset not in ("gsc", "fsdd"):
+            raise ValueError(f"Recipe {recipe.name!r} names unknown dataset {recipe.dataset!r}.")
+
+    def train(self, epoch: int, seed: int) -> tf.data.Dataset:
+        batch = self.recipe.batch_size_for(epoch)
+        if self.recipe.dataset == "mnist":
+            from sparse_keras.data.mnist import normalize_images
+
+            order = np.random.default_rng([seed, epoch]).permutation(len(self._y))
+            ds = tf.data.Dataset.from_tensor_slices((self._x[order][..., None], self._y[order])).batch(batch)
+            ds = ds.map(lambda x, y: (normalize_images(tf.cast(x, tf.float32) / 255.0), y), num_parallel_calls=4)
+            return ds.prefetch(tf.data.AUTOTUNE)
+        module = self._audio_module()
+        ds = module.load(
+            "train",
+            batch_size=batch,
+            data_dir=self.data_dir,
+            augment=self.recipe.augment,
+            seed=seed * 1000 + epoch,
+            class_balanced=self.recipe.class_balanced,
+        )
+        if self.max_train_examples:
+            ds = ds.take(max(1, self.max_train_examples // batch))
+        return ds
+
+    def validation(self) -> tf.data.Dataset | None:
+        if self.recipe.dataset == "mnist":
+            if not self.recipe.validation_size:
+                return None
+            from sparse_keras.data import mnist
+
+            return mnist.load("validation", 1000, self.data_dir, validation_size=self.recipe.validation_size)
+        return self._audio_module().load("validation", batch_size=256, data_dir=self.data_dir)
+
+    def _audio_module(self):
+        import importlib
+
+        return importlib.import_module(f"sparse_keras.data.{self.recipe.dataset}")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def compile_for_epoch(model: keras.Model, recipe: Recipe, optimizer=None) -> keras.Model:
+    if optimizer is None:
+        optimizer = keras.optimizers.SGD(
+            learning_rate=recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class RunDir:
+    """A seed's working folder: checkpoint, state, logs."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self.checkpoint = path / "checkpoint.keras"
+        self.state_file = path / "state.json"
+        self.best_weights = path / "best.weights.h5"
+        self.final_weights = path / "final.weights.h5"
+
+    def state(self) -> dict:
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text())
+        return {"epochs_done": 0, "history": [], "train_seconds": 0.0, "best_val_accuracy": None, "best_epoch": None}
+
+    def save(self, model: keras.Model, state: dict) -> None:
+        # Write to temporary names first so that a kill mid-save leaves the previous
+        # epoch's checkpoint usable.
+        tmp_ckpt = self.path / "checkpoint.tmp.keras"
+        model.save(tmp_ckpt)
+        tmp_ckpt.replace(self.checkpoint)
+        tmp_state = self.path / "state.tmp.json"
+        tmp_state.write_text(json.dumps(state, indent=1))
+        tmp_state.replace(self.state_file)
+
+
+def train_seed(
+    recipe: Recipe,
+    seed: int,
+    runs_dir: pathlib.Path = RUNS_DIR,
+    data_dir: str | None = None,
+    max_train_examples: int | None = None,
+    epochs: int | None = None,
+    verbose: int | str = "auto",
+) -> tuple[keras.Model, dict]:
+    """Trains (or resumes) one seed of a recipe; returns the selected model and the run state."""
+    run = RunDir(runs_dir / recipe.name / f"seed{seed}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    epochs = epochs or recipe.epochs
+    state = run.state()
+    data = TrainingData(recipe, data_dir, max_train_examples)
+    if state["epochs_done"] and run.checkpoint.exists():
+        model = keras.models.load_model(run.checkpoint)
+        print(f"[{recipe.name} seed {seed}] resuming after epoch {state['epochs_done']}", flush=True)
+    else:
+        keras.utils.set_random_seed(seed)
+        model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
+        compile_for_epoch(model, recipe)
+        state = run.state() | {"epochs_done": 0}
+    validation = data.validation() if recipe.select == "best_val" else None
+    tensorboard = keras.callbacks.TensorBoard(run.path / "tensorboard", update_freq="epoch")
+    callbacks = [
+        BoostDecay(recipe.boost_decay),
+        keras.callbacks.LearningRateScheduler(recipe.learning_rate_for),
+        DutyCycleMonitor(),
+        tensorboard,
+    ]
+    for epoch in range(state["epochs_done"], epochs):
+        keras.utils.set_random_seed(seed * 1000 + epoch)
+        start = time.perf_counter()
+        history = model.fit(
+            data.train(epoch, seed),
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        logs = {key: float(values[-1]) for key, values in history.history.items()}
+        state["train_seconds"] += time.perf_counter() - start
+        state["history"].append({"epoch": epoch, **logs})
+        state["epochs_done"] = epoch + 1
+        if validation is not None:
+            val_acc = logs["val_accuracy"]
+            if state["best_val_accuracy"] is None or val_acc > state["best_val_accuracy"]:
+                state["best_val_accuracy"], state["best_epoch"] = val_acc, epoch
+                model.save_weights(run.best_weights)
+        run.save(model, state)
+    if recipe.select == "best_val" and run.best_weights.exists():
+        model.load_weights(run.best_weights)
+    model.save_weights(run.final_weights)
+    return model, state
+
+
+def evaluate_and_record(
+    model: keras.Model,
+    recipe: Recipe,
+    seed: int,
+    state: dict,
+    results_dir: pathlib.Path = RESULTS_DIR,
+    data_dir: str | None = None,
+    command: str | None = None,
+) -> dict:
+    """Clean accuracy and noise curve of a trained model, written as the seed's result JSON."""
+    from sparse_keras import robustness
+
+    report = robustness.evaluate(model, recipe.dataset, seed=seed, data_dir=data_dir)
+    report_dict = report.to_dict()
+    result = {
+        "recipe": recipe.name,
+        "network": recipe.network,
+        "dataset": recipe.dataset,
+        "seed": seed,
+        "clean_accuracy": report_dict["accuracy"][0] if report_dict["noise_levels"][0] == 0 else None,
+        "noise": report_dict,
+        "noise_score": report_dict["noise_score"],
+        "epochs": state["epochs_done"],
+        "selected_epoch": state["best_epoch"] if recipe.select == "best_val" else state["epochs_done"] - 1,
+        "selection": (
+            "epoch with the best validation accuracy"
+            if recipe.select == "best_val"
+            else "last epoch (no test-set peeking)"
+        ),
+        "train_seconds": round(state["train_seconds"], 1),
+        "history": state["history"],
+        "recipe_config": {k: v for k, v in recipe.__dict__.items()},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": command or " ".join(sys.argv),
+    }
+    out = results_dir / recipe.name / f"seed{seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(
+        f"[{recipe.name} seed {seed}] clean accuracy {result['clean_accuracy']:.4f}, "
+        f"noise score {result['noise_score']} -> {out}",
+        flush=True,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m training.train")
+    parser.add_argument("--recipe", required=True, help=f"one of: {', '.join(list_recipes())}")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
+    parser.add_argument("--max-train-examples", type=int, default=None, help="train on a subset (smoke runs)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--runs-dir", type=pathlib.Path, default=RUNS_DIR)
+    parser.add_argument("--results-dir", type=pathlib.Path, default=RESULTS_DIR)
+    parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    parser.add_argument(
+        "--skip-evaluation", action="store_true", help="train only; evaluate later with --evaluate-only"
+    )
+    parser.add_argument(
+        "--evaluate-only", action="store_true", help="evaluate the finished runs' final weights again"
+    )
+    args = parser.parse_args(argv)
+    recipe = get_recipe(args.recipe)
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if args.evaluate_only:
+            run = RunDir(args.runs_dir / recipe.name / f"seed{seed}")
+            if not run.final_weights.exists():
+                raise FileNotFoundError(f"No finished run for {recipe.name} seed {seed}: {run.final_weights} is missing.")
+            state = run.state()
+            model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
+            model.load_weights(run.final_weights)
+            command = state.get("command", command)
+        else:
+            model, state = train_seed(
+                recipe, seed, args.runs_dir, args.data_dir, args.max_train_examples, args.epochs, verbose
+            )
+            state["command"] = command
+            RunDir(args.runs_dir / recipe.name / f"seed{seed}").state_file.write_text(json.dumps(state, indent=1))
+        if not args.skip_evaluation:
+            evaluate_and_record(model, recipe, seed, state, args.results_dir, args.data_dir, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
