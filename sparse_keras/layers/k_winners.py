@@ -10,6 +10,11 @@ import tensorflow as tf
 from sparse_keras import validation
 
 
+# Boosting state stays float32 under float16 / mixed precision: duty cycles change by
+# about 1/duty_cycle_period per step, below float16 resolution near 1.
+_STATE = {"dtype": "float32", "autocast": False}
+
+
 @keras.saving.register_keras_serializable(package="sparse_keras")
 class KWinners(keras.layers.Layer):
     """Keeps the k most active units of each sample and zeroes the rest.
@@ -100,23 +105,27 @@ class KWinners(keras.layers.Layer):
             raise ValueError(
                 f"KWinners needs every non-batch dimension known, got input shape {tuple(input_shape)}."
             )
+        self.input_spec = keras.layers.InputSpec(
+            ndim=rank, axes={axis: int(input_shape[axis]) for axis in range(1, rank)}
+        )
         self.units = math.prod(input_shape[1:])
         # Positions that share one duty cycle: 1 for dense input, height * width for conv.
         self.positions_per_unit = 1 if rank == 2 else input_shape[1] * input_shape[2]
         duty_shape = (input_shape[-1],)
         self.duty_cycles = self.add_weight(
-            name="duty_cycles", shape=duty_shape, initializer="zeros", trainable=False
+            name="duty_cycles", shape=duty_shape, initializer="zeros", trainable=False, **_STATE
         )
         self.boost_strength = self.add_weight(
             name="boost_strength",
             shape=(),
             initializer=keras.initializers.Constant(self.initial_boost_strength),
             trainable=False,
+            **_STATE,
         )
         # Only ever compared with duty_cycle_period, so float32 rounding of very large
         # counts cannot change the period.
         self.samples_seen = self.add_weight(
-            name="samples_seen", shape=(), initializer="zeros", trainable=False
+            name="samples_seen", shape=(), initializer="zeros", trainable=False, **_STATE
         )
         self.k_inference = min(self.units, round(self.k * self.k_inference_factor))
         self.target_density = min(self.k, self.units) / self.units
