@@ -83,6 +83,24 @@ class _FixedMaskMixin:
         if self.kernel_mask is not None:
             self.kernel.assign(self.kernel_constraint(self.kernel))
 
+    # Keras's Dense and Conv layers save a fixed list of variables (kernel, bias,
+    # quantisation state); the mask rides along under its own key.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self.built and self.kernel_mask is not None:
+            store["kernel_mask"] = self.kernel_mask
+
+    def load_own_variables(self, store):
+        if self.kernel_mask is not None:
+            if "kernel_mask" not in store:
+                raise ValueError(
+                    f"Layer {self.name!r} has a sparse kernel (density {self.density}) but the saved "
+                    "weights hold no kernel_mask: they come from a dense layer or another network."
+                )
+            # Restore the mask first: assigning the kernel does not re-apply the constraint.
+            self.kernel_mask.assign(store["kernel_mask"])
+        super().load_own_variables(store)
+
     def _mask_config(self, config):
         config["kernel_constraint"] = keras.constraints.serialize(self.user_kernel_constraint)
         config.update({"density": self.density, "seed": self.seed})

@@ -1,0 +1,598 @@
+"""Export a model as a TensorFlow Serving SavedModel that takes the raw input.
+
+The zoo's networks map *features* (normalised MNIST images, log-mel spectrograms) to
+*logits*. A served model should take what a client actually has, so the exported
+graph puts the dataset's preprocessing in front of the network and a softmax behind
+it:
+
+| dataset | `serving_default` input | other signatures |
+| --- | --- | --- |
+| mnist | `images`: uint8 `[batch, 28, 28]` (0-255) | `serving_float` (`images`, float32 in [0, 1]), `serving_features` |
+| gsc, fsdd | `waveforms`: float32 `[batch, samples]`, 16 kHz in [-1, 1], any length | `serving_pcm16` (`waveforms`, int16 PCM), `serving_features` |
+
+`serving_features` (input `features`) takes the network's own input, for clients
+that compute features themselves. Every signature returns `probabilities` (float32
+`[batch, classes]`), `class_ids` (int64 `[batch]`) and `class_names` (string
+`[batch]`). The network runs in inference mode: k-winners keep
+`round(k * k_inference_factor)` winners with frozen duty cycles, batch norm uses its
+moving statistics, dropout is off.
+
+The directory layout is the one TF Serving polls: `<export_dir>/<model_name>/<version>/`
+with `saved_model.pb`, `variables/` and `assets.extra/tf_serving_warmup_requests`
+(a few real requests the server replays on load, so the first client does not pay
+for graph optimisation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sparse_keras.data import audio, mnist
+from sparse_keras.data.download import data_root
+
+DATASETS = ("mnist", "gsc", "fsdd")
+FEATURE_SHAPES = {
+    "mnist": mnist.IMAGE_SHAPE,
+    "gsc": audio.FEATURE_SHAPE,
+    "fsdd": audio.FEATURE_SHAPE,
+}
+WARMUP_FILE = "tf_serving_warmup_requests"
+OUTPUT_NAMES = ("probabilities", "class_ids", "class_names")
+# Examples in the warm-up file; requests of batch 1 and of all of them, per signature.
+WARMUP_EXAMPLES = 4
+
+# Ops that must not be in a serving graph: Python callbacks cannot be loaded by a
+# C++ server, and variable updates mean a training-mode code path was traced.
+_PYTHON_CALLBACK_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+_STATE_UPDATE_PREFIXES = ("Assign", "ResourceApply", "ResourceSparseApply", "ResourceScatter")
+_VALID_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    """One signature: its raw input and how that input becomes the network's features."""
+
+    signature: str
+    spec: tf.TensorSpec
+    to_features: Callable[[tf.Tensor], tf.Tensor]
+    # Turns the dataset's raw warm-up examples into this signature's input.
+    from_raw: Callable[[np.ndarray], np.ndarray]
+
+
+def mnist_features(pixels: tf.Tensor) -> tf.Tensor:
+    """`[batch, 28, 28]` pixels in [0, 1] → the networks' `[batch, 28, 28, 1]` input."""
+    return mnist.normalize_images(tf.convert_to_tensor(pixels, tf.float32))[..., None]
+
+
+def audio_features(waveforms: tf.Tensor) -> tf.Tensor:
+    """16 kHz float waveforms `[batch, samples]` → log-mel `[batch, 32, 32, 1]`.
+
+    The GSC/FSDD pipelines' own feature function: pads with zeros or crops to 16,000
+    samples, then the paper's log-mel spectrogram.
+    """
+    return audio.log_mel(tf.convert_to_tensor(waveforms, tf.float32))
+
+
+def _endpoints(dataset: str) -> list[_Endpoint]:
+    if dataset == "mnist":
+
+        def uint8_to_features(images):
+            return mnist_features(tf.cast(images, tf.float32) / 255.0)
+
+        raw = [
+            _Endpoint(
+                "serving_default",
+                tf.TensorSpec([None, 28, 28], tf.uint8, name="images"),
+                uint8_to_features,
+                lambda images: images.astype(np.uint8),
+            ),
+            _Endpoint(
+                "serving_float",
+                tf.TensorSpec([None, 28, 28], tf.float32, name="images"),
+                mnist_features,
+                lambda images: images.astype(np.float32) / 255.0,
+            ),
+        ]
+    else:
+
+        def pcm16_to_features(samples):
+            # int16 full scale is 32768, as in `tf.audio.decode_wav` and librosa.
+            return audio_features(tf.cast(samples, tf.float32) / 32768.0)
+
+        raw = [
+            _Endpoint(
+                "serving_default",
+                tf.TensorSpec([None, None], tf.float32, name="waveforms"),
+                audio_features,
+                lambda waves: waves.astype(np.float32),
+            ),
+            _Endpoint(
+                "serving_pcm16",
+                tf.TensorSpec([None, None], tf.int16, name="waveforms"),
+                pcm16_to_features,
+                lambda waves: np.clip(np.round(waves * 32768.0), -32768, 32767).astype(np.int16),
+            ),
+        ]
+    default = raw[0]
+    features = _Endpoint(
+        "serving_features",
+        tf.TensorSpec([None, *FEATURE_SHAPES[dataset]], tf.float32, name="features"),
+        lambda features: tf.convert_to_tensor(features, tf.float32),
+        lambda examples: default.to_features(default.from_raw(examples)).numpy(),
+    )
+    return [*raw, features]
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            f"export_for_serving expects a keras.Model, got {type(model).__name__}: {model!r}."
+        )
+    if not model.built or not model.weights:
+        raise ValueError(
+            f"Model {model.name!r} ({type(model).__name__}) has not been built: it has no "
+            "weights yet. Call it once on a batch of features (or build it with "
+            "`model.build(input_shape)`), or load trained weights, before exporting."
+        )
+
+
+def _known_input_shape(model) -> tuple | None:
+    """The model's feature shape without the batch axis, or None if it has none recorded."""
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError, TypeError):
+        return None  # a subclassed model: no recorded inputs
+    if isinstance(shape, list) or (shape and isinstance(shape[0], tuple | list)):
+        raise ValueError(
+            f"Model {model.name!r} has several inputs {shape}; export_for_serving supports "
+            "single-input networks (features → logits)."
+        )
+    return tuple(shape[1:])
+
+
+def _resolve_dataset(model, dataset: str | None) -> str:
+    input_shape = _known_input_shape(model)
+    if dataset is not None:
+        if dataset not in DATASETS:
+            raise ValueError(f"Unknown dataset {dataset!r}; expected one of {DATASETS}.")
+        if input_shape is not None and input_shape != tuple(FEATURE_SHAPES[dataset]):
+            raise ValueError(
+                f"Model {model.name!r} takes features of shape {input_shape}, but dataset "
+                f"{dataset!r} gives {FEATURE_SHAPES[dataset]}."
+            )
+        return dataset
+    if input_shape is None:
+        raise ValueError(
+            f"Cannot infer the dataset of model {model.name!r}: it records no input shape "
+            f"(subclassed model?). Pass dataset= one of {DATASETS}."
+        )
+    if input_shape == tuple(mnist.IMAGE_SHAPE):
+        return "mnist"
+    if input_shape == tuple(audio.FEATURE_SHAPE):
+        # GSC and FSDD share the features; the class names tell them apart, and the
+        # zoo names each model's dataset anyway.
+        return "gsc"
+    raise ValueError(
+        f"Cannot infer the dataset of model {model.name!r} from its input shape {input_shape}: "
+        f"expected {tuple(mnist.IMAGE_SHAPE)} (mnist) or {tuple(audio.FEATURE_SHAPE)} (gsc/fsdd). "
+        "Pass dataset= explicitly."
+    )
+
+
+def default_class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of a dataset, in the order of the networks' outputs.
+
+    Args:
+        dataset: "mnist", "gsc" or "fsdd".
+
+    Returns:
+        MNIST: "0".."9". GSC: `sparse_keras.data.gsc.CLASS_NAMES` (12: "unknown",
+        "silence", "zero".."nine"). FSDD: its loader's names, which share GSC's ids.
+
+    Example:
+
+    >>> default_class_names("mnist")[:3]
+    ('0', '1', '2')
+    """
+    if dataset == "mnist":
+        return tuple(mnist.CLASS_NAMES)
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}; expected one of {DATASETS}.")
+    from sparse_keras.data import gsc
+
+    if dataset == "fsdd":
+        try:
+            from sparse_keras.data import fsdd
+        except ImportError:
+            fsdd = gsc  # FSDD digits use GSC's label ids
+        return tuple(getattr(fsdd, "CLASS_NAMES", gsc.CLASS_NAMES))
+    return tuple(gsc.CLASS_NAMES)
+
+
+def _num_classes(model, features_spec: tf.TensorSpec) -> int:
+    try:
+        output_shape = model.output_shape
+    except (AttributeError, ValueError, TypeError):
+        # A subclassed model records no output: trace it once to find out.
+        output_shape = tuple(
+            tf.function(lambda x: model(x, training=False), autograph=False)
+            .get_concrete_function(features_spec)
+            .structured_outputs.shape
+        )
+    if not isinstance(output_shape, tuple) or len(output_shape) != 2 or output_shape[-1] is None:
+        raise ValueError(
+            f"Model {model.name!r} outputs shape {output_shape}; export_for_serving expects "
+            "one logits tensor of shape (batch, classes)."
+        )
+    return int(output_shape[-1])
+
+
+def _serving_function(model, endpoint: _Endpoint, class_names: tf.Tensor) -> Callable:
+    def serve(inputs):
+        logits = model(endpoint.to_features(inputs), training=False)
+        # Softmax in float32 even for a mixed-precision model, as a client expects.
+        logits = tf.cast(logits, tf.float32)
+        class_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
+        return {
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "class_ids": class_ids,
+            "class_names": tf.gather(class_names, class_ids),
+        }
+
+    return serve
+
+
+def _graph_op_names(concrete_function) -> list[tuple[str, str]]:
+    """(op type, node name) of every op, including those in nested functions."""
+    graph_def = concrete_function.graph.as_graph_def()
+    ops = [(node.op, node.name) for node in graph_def.node]
+    for function in graph_def.library.function:
+        ops += [(node.op, f"{function.signature.name}/{node.name}") for node in function.node_def]
+    return ops
+
+
+def _check_graph(model, signature: str, concrete_function) -> None:
+    ops = _graph_op_names(concrete_function)
+    callbacks = [name for op, name in ops if op in _PYTHON_CALLBACK_OPS]
+    if callbacks:
+        raise ValueError(
+            f"Model {model.name!r} cannot be served: its {signature!r} graph calls back into "
+            f"Python ({', '.join(callbacks[:5])}), which TF Serving cannot run. Replace the "
+            "tf.py_function / tf.numpy_function in that layer with TensorFlow ops."
+        )
+    updates = [f"{name} ({op})" for op, name in ops if op.startswith(_STATE_UPDATE_PREFIXES)]
+    if updates:
+        raise ValueError(
+            f"Model {model.name!r} updates variables in inference mode ({', '.join(updates[:5])}): "
+            f"the {signature!r} graph would change the model on every request. Make that layer "
+            "update its state only when called with training=True."
+        )
+
+
+def _next_version(model_dir: pathlib.Path) -> int:
+    versions = (
+        [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        if model_dir.is_dir()
+        else []
+    )
+    return max(versions, default=0) + 1
+
+
+def write_warmup_requests(
+    path: str | os.PathLike,
+    model_name: str,
+    requests: Sequence[tuple[str, dict[str, np.ndarray]]],
+) -> pathlib.Path:
+    """Writes TF Serving warm-up requests: a TFRecord of `PredictionLog` protos.
+
+    Args:
+        path: The file to write, normally
+            `<version dir>/assets.extra/tf_serving_warmup_requests`.
+        model_name: The name the server serves the model under (`MODEL_NAME`).
+        requests: `(signature_name, {input_name: array})` pairs, one per request.
+
+    Returns:
+        The path written.
+
+    Example:
+
+    >>> write_warmup_requests(
+    ...     "/tmp/m/1/assets.extra/tf_serving_warmup_requests", "mnist",
+    ...     [("serving_default", {"images": np.zeros([1, 28, 28], np.uint8)})])
+    """
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError as err:
+        raise ImportError(
+            "Writing TF Serving warm-up requests needs the tensorflow-serving-api package: "
+            "pip install 'sparse_keras[serving]'."
+        ) from err
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+            )
+            for name, array in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path
+
+
+def _real_mnist_images(count: int) -> np.ndarray | None:
+    try:
+        images, _ = mnist.load_arrays("test", download=False)
+    except (FileNotFoundError, ValueError):
+        return None
+    return images[:count]
+
+
+def _gsc_test_clips(count: int) -> list[pathlib.Path]:
+    """Digit clips of the official test list, from a GSC tree if one is on disk."""
+    from sparse_keras.data import gsc
+
+    root = data_root(None, "gsc")
+    # The full tree where `gsc.find_tree` looks, else any tree below the data folder
+    # (such as the 300-clip `sample_v0.01`).
+    candidates = (
+        [None, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else [None]
+    )
+    for tree in candidates:
+        try:
+            paths, _ = gsc.list_clips("test", data_dir=tree, download=False, check_files=False)
+        except (FileNotFoundError, ValueError):
+            continue
+        if paths:
+            return paths[:count]
+    return []
+
+
+def _fsdd_test_clips(count: int) -> list[pathlib.Path]:
+    # FSDD's official test set is recording indices 0-4.
+    recordings = data_root(None, "fsdd") / "recordings"
+    clips = (recordings / f"{digit}_jackson_0.wav" for digit in range(10))
+    return [clip for clip in clips if clip.is_file()][:count]
+
+
+def _real_waveforms(dataset: str, count: int) -> np.ndarray | None:
+    clips = _fsdd_test_clips(count) if dataset == "fsdd" else _gsc_test_clips(count)
+    if not clips:
+        return None
+    waves = []
+    for clip in clips:
+        try:
+            samples, rate = audio.read_wav(clip)
+        except (OSError, ValueError):
+            return None
+        if samples.ndim > 1:
+            samples = samples.mean(axis=1)
+        if rate != audio.SAMPLE_RATE:
+            if audio.SAMPLE_RATE % rate:
+                return None
+            samples = audio.resample_poly(samples, audio.SAMPLE_RATE // rate, 1).numpy()
+        waves.append(audio.fix_length(tf.constant(samples, tf.float32)[None]).numpy()[0])
+    return np.stack(waves)
+
+
+def warmup_examples(dataset: str, count: int = WARMUP_EXAMPLES) -> np.ndarray:
+    """Raw test inputs for warm-up requests: real ones when the data is at hand.
+
+    Args:
+        dataset: "mnist", "gsc" or "fsdd".
+        count: Number of examples.
+
+    Returns:
+        MNIST: uint8 `[count, 28, 28]` test images (zeros if MNIST is not on disk).
+        Audio: float32 `[count, 16000]` 16 kHz test clips (silence if none is on disk).
+    """
+    if dataset == "mnist":
+        images = _real_mnist_images(count)
+        return images if images is not None else np.zeros([count, 28, 28], np.uint8)
+    waves = _real_waveforms(dataset, count)
+    if waves is None:
+        return np.zeros([count, audio.CLIP_SAMPLES], np.float32)
+    # Fewer real clips than asked for: repeat them, the server only needs the shapes.
+    return np.resize(waves, (count, waves.shape[1])).astype(np.float32)
+
+
+def export_for_serving(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    version: int | None = None,
+    dataset: str | None = None,
+    class_names: Sequence[str] | None = None,
+    model_name: str | None = None,
+) -> pathlib.Path:
+    """Exports a features → logits network as a TF Serving model that takes raw input.
+
+    Writes `<export_dir>/<model_name>/<version>/` (`saved_model.pb`, `variables/`,
+    `assets.extra/tf_serving_warmup_requests`). The version directory is written
+    under a temporary name beside it and renamed when complete, so a server polling
+    `export_dir` never loads a half-written model, and an existing version is never
+    overwritten.
+
+    Signatures (see the module docstring for the table): `serving_default` takes
+    uint8 MNIST images `[batch, 28, 28]` (input `images`) or float32 16 kHz
+    waveforms `[batch, samples]` of any length (input `waveforms`); `serving_float`
+    (MNIST, [0, 1] floats) or `serving_pcm16` (audio, int16 samples) take the other
+    common raw form; `serving_features` takes the network's own features. All return
+    `probabilities`, `class_ids` and `class_names`. Preprocessing is the training
+    pipeline's own code, and the network runs with `training=False`.
+
+    Args:
+        model: A built Keras model from features `[batch, 28, 28, 1]` (MNIST) or
+            `[batch, 32, 32, 1]` (GSC/FSDD log-mel) to logits `[batch, classes]`.
+        export_dir: The TF Serving base directory (what is mounted at `/models`).
+        version: Version number, a positive integer; default one more than the
+            highest version already in `<export_dir>/<model_name>` (1 if none).
+        dataset: "mnist", "gsc" or "fsdd"; default inferred from the input shape
+            (28×28×1 → mnist, 32×32×1 → gsc).
+        class_names: One name per output class; default the dataset's.
+        model_name: The name TF Serving serves it under; default `model.name`.
+
+    Returns:
+        The version directory written.
+
+    Raises:
+        ValueError: unbuilt model, unknown or mismatching dataset, class names that do
+            not match the output width, a graph TF Serving cannot run (Python
+            callbacks, variable updates in inference mode), a bad name or version.
+        FileExistsError: if the version directory already exists.
+        TypeError: if `model` is not a Keras model.
+
+    Example:
+
+    >>> model = sparse_keras.models.build("mnist_sparse_cnn2", seed=0)
+    >>> path = export_for_serving(model, "/tmp/serving")
+    >>> path
+    PosixPath('/tmp/serving/mnist_sparse_cnn2/1')
+    """
+    _check_model(model)
+    dataset = _resolve_dataset(model, dataset)
+    model_name = model.name if model_name is None else model_name
+    if not isinstance(model_name, str) or not _VALID_MODEL_NAME.fullmatch(model_name):
+        raise ValueError(
+            f"Invalid model name {model_name!r}: use letters, digits, '_', '-' and '.' "
+            "(it becomes a directory and the name clients call)."
+        )
+    endpoints = _endpoints(dataset)
+    num_classes = _num_classes(model, endpoints[-1].spec)
+    names = tuple(default_class_names(dataset) if class_names is None else class_names)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"class_names must be strings, got {names!r}.")
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{len(names)} class names {names} for model {model.name!r}, which has "
+            f"{num_classes} outputs. Pass class_names= with exactly one name per output."
+        )
+
+    model_dir = pathlib.Path(export_dir).expanduser() / model_name
+    if version is None:
+        version = _next_version(model_dir)
+    if isinstance(version, bool) or not isinstance(version, int | np.integer) or version < 1:
+        raise ValueError(
+            f"version must be a positive integer (TF Serving's version), got {version!r}."
+        )
+    version_dir = model_dir / str(int(version))
+    if version_dir.exists():
+        raise FileExistsError(
+            f"{version_dir} already exists: version {version} of {model_name!r} was exported "
+            "before. Pass another version (or none, for the next free one) or remove it."
+        )
+
+    archive = keras.export.ExportArchive()
+    class_names_tensor = tf.constant(names, tf.string)
+    for endpoint in endpoints:
+        function = archive.add_endpoint(
+            endpoint.signature,
+            _serving_function(model, endpoint, class_names_tensor),
+            input_signature=[endpoint.spec],
+        )
+        try:
+            concrete = function.get_concrete_function()
+        except Exception as err:  # any tracing failure of user code, reported uniformly
+            raise ValueError(
+                f"Could not trace model {model.name!r} for the {endpoint.signature!r} signature "
+                f"(input {endpoint.spec}): {type(err).__name__}: {err}"
+            ) from err
+        _check_graph(model, endpoint.signature, concrete)
+
+    raw = warmup_examples(dataset)
+    requests = []
+    for endpoint in endpoints:
+        example = endpoint.from_raw(raw)
+        requests += [(endpoint.signature, {endpoint.spec.name: example[:1]})]
+        requests += [(endpoint.signature, {endpoint.spec.name: example})]
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    # A non-numeric name, so a polling server ignores it until the rename.
+    staging = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    try:
+        try:
+            archive.write_out(str(staging), verbose=False)
+        except Exception as err:
+            raise ValueError(
+                f"Could not save model {model.name!r} as a SavedModel: {type(err).__name__}: {err}"
+            ) from err
+        write_warmup_requests(staging / "assets.extra" / WARMUP_FILE, model_name, requests)
+        if version_dir.exists():  # exported by someone else meanwhile
+            raise FileExistsError(f"{version_dir} appeared while exporting; not overwriting it.")
+        os.rename(staging, version_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return version_dir
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _load_model_argument(spec: str) -> tuple[keras.Model, str | None, str]:
+    """(model, dataset or None, default model name) for a zoo name or a .keras path."""
+    path = pathlib.Path(spec).expanduser()
+    if spec.endswith((".keras", ".h5")) or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"Model file {path} not found.")
+        import sparse_keras  # noqa: F401  (registers the custom layers for loading)
+
+        return keras.saving.load_model(path, compile=False), None, path.stem
+    from sparse_keras import zoo
+
+    return zoo.load(spec), zoo.info(spec)["dataset"], spec
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    model, dataset, name = _load_model_argument(args.model)
+    class_names = args.class_names.split(",") if args.class_names else None
+    try:
+        path = export_for_serving(
+            model,
+            args.export_dir,
+            version=args.version,
+            dataset=args.dataset or dataset,
+            class_names=class_names,
+            model_name=args.model_name or name,
+        )
+    except FileExistsError as err:
+        raise ValueError(str(err)) from err
+    print(path)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Adds `sparse-keras export MODEL EXPORT_DIR [--version N] [--dataset D]`."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model for TensorFlow Serving (raw-input signatures)",
+        description=(
+            "Write MODEL as <EXPORT_DIR>/<name>/<version>/ for TensorFlow Serving. The "
+            "serving_default signature takes raw input (uint8 MNIST images [batch, 28, 28] or "
+            "16 kHz float waveforms [batch, samples]) and returns probabilities, class_ids "
+            "and class_names. See docs/serving.md."
+        ),
+    )
+    parser.add_argument("model", help="zoo model name (e.g. mnist_sparse_cnn2) or a .keras file")
+    parser.add_argument("export_dir", help="TF Serving base directory (the one mounted at /models)")
+    parser.add_argument("--version", type=int, help="version number (default: next free one)")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="input type (default: the zoo's, else from the input shape)",
+    )
+    parser.add_argument("--model-name", help="name served under (default: zoo name or file stem)")
+    parser.add_argument("--class-names", help="comma-separated class names, one per output")
+    parser.set_defaults(func=_run_cli)

@@ -1,0 +1,247 @@
+"""The contents of a zoo folder: `config.json`, `metrics.json`, and the model they describe.
+
+`config.json` names a builder and its arguments (a Table 3 network name, `NetworkConfig`
+overrides, the mask seed) instead of holding code or a pickled model, so loading a
+downloaded model never executes anything from the download: the architecture is built
+by this package and only weights are read from `model.weights.h5`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import statistics
+from typing import Any
+
+import keras
+import numpy as np
+
+from sparse_keras import models
+
+CONFIG_FORMAT_VERSION = 1
+BUILDER = "sparse_keras.models.build"
+
+# Test-set size behind each dataset's noise score (SPEC §4): score maximum = levels x size.
+TEST_SET_SIZES = {"mnist": 10_000, "gsc": 2_552}
+
+PREPROCESSING = {
+    "mnist": {
+        "description": (
+            "28x28 grayscale digit image, white on black as in MNIST; pixels scaled to [0, 1] "
+            "(divide uint8 by 255), then normalised as (x - 0.1307) / 0.3081. "
+            "Input float32 [batch, 28, 28, 1]."
+        ),
+        "pixel_scale": 1 / 255,
+        "mean": 0.1307,
+        "std": 0.3081,
+        "function": "sparse_keras.data.mnist.normalize_images",
+    },
+    "gsc": {
+        "description": (
+            "1 s of 16 kHz mono audio as float in [-1, 1], padded or cropped to 16,000 samples; "
+            "centred STFT (n_fft 2048, hop 512) -> 32 frames; 32 mel bands of the power "
+            "spectrum; dB relative to the clip maximum, floored at -80 dB. "
+            "Input float32 [batch, 32, 32, 1] in [-80, 0]."
+        ),
+        "sample_rate": 16_000,
+        "clip_samples": 16_000,
+        "n_fft": 2048,
+        "hop_length": 512,
+        "mel_bands": 32,
+        "top_db": 80.0,
+        "function": "sparse_keras.data.audio.log_mel",
+    },
+}
+
+
+def class_names(dataset: str, num_classes: int) -> list[str]:
+    """The dataset module's `CLASS_NAMES` when it has them and they fit, else "0", "1", ..."""
+    try:
+        names = list(importlib.import_module(f"sparse_keras.data.{dataset}").CLASS_NAMES)
+    except (ImportError, AttributeError):
+        names = []
+    return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def _jsonable(value):
+    """Round-trips through JSON so that tuples and lists compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def make_config(
+    name: str, network: str, overrides: dict[str, Any] | None, mask_seed: int | None
+) -> dict[str, Any]:
+    """The `config.json` of a zoo model.
+
+    Args:
+        name: Zoo name, e.g. "mnist_sparse_cnn2".
+        network: `sparse_keras.models` network name.
+        overrides: `NetworkConfig` fields the recipe changed.
+        mask_seed: Seed of the sparse weight masks (the masks are also saved as weights).
+
+    Returns:
+        A JSON-serialisable dict.
+    """
+    overrides = dict(overrides or {})
+    network_config = models.get_config(network, **_as_config_values(overrides))
+    return {
+        "format_version": CONFIG_FORMAT_VERSION,
+        "name": name,
+        "builder": BUILDER,
+        "arguments": {"name": network, "seed": mask_seed, "overrides": _jsonable(overrides)},
+        "network_config": _jsonable(dataclasses.asdict(network_config)),
+        "dataset": network_config.dataset,
+        "input": {
+            "name": "features",
+            "shape": list(network_config.input_shape),
+            "dtype": "float32",
+            "layout": "channels_last",
+        },
+        "output": {"kind": "logits", "num_classes": network_config.num_classes},
+        "class_names": class_names(network_config.dataset, network_config.num_classes),
+        "preprocessing": PREPROCESSING.get(network_config.dataset, {"description": "see sparse_keras.data"}),
+        "weights_file": "model.weights.h5",
+    }
+
+
+def _as_config_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    # JSON turns NetworkConfig's tuples (conv_filters, conv_k, input_shape) into lists.
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+
+
+def model_from_config(config: dict[str, Any]) -> keras.Model:
+    """Builds the (untrained) model a zoo `config.json` describes.
+
+    Only the builder `sparse_keras.models.build` is accepted, with a network name and
+    `NetworkConfig` overrides as data; the resulting network config must equal the one
+    stored at packaging time, which catches a network whose definition changed since.
+
+    Args:
+        config: The parsed `config.json`.
+
+    Returns:
+        An uncompiled `keras.Model`, ready for `load_weights`.
+
+    Raises:
+        ValueError: if the config is of an unknown format or builder, or inconsistent.
+    """
+    if config.get("format_version") != CONFIG_FORMAT_VERSION:
+        raise ValueError(
+            f"Zoo config format {config.get('format_version')!r} is not supported "
+            f"(this sparse_keras reads format {CONFIG_FORMAT_VERSION}); upgrade sparse_keras."
+        )
+    if config.get("builder") != BUILDER:
+        raise ValueError(f"Zoo config names builder {config.get('builder')!r}; only {BUILDER!r} is allowed.")
+    arguments = config["arguments"]
+    seed = arguments.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"Zoo config mask seed must be an integer or null, got {seed!r}.")
+    overrides = _as_config_values(arguments.get("overrides") or {})
+    network_config = models.get_config(arguments["name"], **overrides)
+    stored = config.get("network_config")
+    if stored is not None and _jsonable(dataclasses.asdict(network_config)) != stored:
+        raise ValueError(
+            f"Zoo config of {config.get('name')!r} was packaged for network config {stored}, but "
+            f"this sparse_keras builds {dataclasses.asdict(network_config)} from the same arguments."
+        )
+    return models.build_from_config(network_config, name=config.get("name", arguments["name"]), seed=seed)
+
+
+def count_parameters(model: keras.Model) -> tuple[int, int]:
+    """Trainable parameters of a model, and how many of them its sparse masks keep.
+
+    Masks, duty cycles and other non-trainable state are not parameters. A masked
+    kernel counts only its kept weights as non-zero (structurally: a kept weight that
+    happens to be 0.0 still counts).
+
+    Returns:
+        `(parameters, nonzero_parameters)`.
+    """
+    total = nonzero = 0
+    for layer in model._flatten_layers(include_self=False):
+        mask = getattr(layer, "kernel_mask", None)
+        kernel = getattr(layer, "kernel", None) if mask is not None else None
+        for weight in layer._trainable_variables:
+            size = math.prod(weight.shape)
+            total += size
+            nonzero += int(np.sum(keras.ops.convert_to_numpy(mask))) if weight is kernel else size
+    return total, nonzero
+
+
+def score_maximum(dataset: str, noise_levels: list[float]) -> int | None:
+    """The best possible noise score: noise levels x test-set size (None if unknown)."""
+    size = TEST_SET_SIZES.get(dataset)
+    return None if size is None else len(noise_levels) * size
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def make_metrics(
+    name: str,
+    result: dict[str, Any],
+    all_results: list[dict[str, Any]],
+    parameters: tuple[int, int],
+    source: str,
+    package_command: str,
+    packaged_with: dict[str, str],
+) -> dict[str, Any]:
+    """The `metrics.json` of a zoo model, from the training results of its seed.
+
+    Args:
+        name: Zoo name.
+        result: The packaged seed's `training/results/<recipe>/seed<k>.json`.
+        all_results: The results of every seed of the recipe (the packaged one included),
+            summarised as mean and std next to the packaged seed's numbers.
+        parameters: `count_parameters` of the model.
+        source: Path of the results file, relative to the repository root.
+        package_command: The command that packaged the folder.
+        packaged_with: Package versions at packaging time.
+
+    Returns:
+        A JSON-serialisable dict; every number is copied or derived from `result`.
+    """
+    noise = result["noise"]
+    levels = list(noise["noise_levels"])
+    max_score = noise.get("max_score") or score_maximum(result["dataset"], levels)
+    seeds = sorted(all_results, key=lambda r: r["seed"])
+    return {
+        "name": name,
+        "recipe": result["recipe"],
+        "network": result["network"],
+        "dataset": result["dataset"],
+        "seed": result["seed"],
+        "clean_accuracy": result["clean_accuracy"],
+        "noise_levels": levels,
+        "noise_accuracy": list(noise["accuracy"]),
+        "noise_score": result["noise_score"],
+        "max_score": max_score,
+        "parameters": parameters[0],
+        "nonzero_parameters": parameters[1],
+        "epochs": result.get("epochs"),
+        "selected_epoch": result.get("selected_epoch"),
+        "selection": result.get("selection"),
+        "train_seconds": result.get("train_seconds"),
+        "recipe_config": result.get("recipe_config"),
+        "seeds": {
+            "packaged": result["seed"],
+            "all": [
+                {"seed": r["seed"], "clean_accuracy": r["clean_accuracy"], "noise_score": r["noise_score"]}
+                for r in seeds
+            ],
+            "clean_accuracy": _mean_std([r["clean_accuracy"] for r in seeds]),
+            "noise_score": _mean_std([r["noise_score"] for r in seeds]),
+        },
+        "command": result.get("command"),
+        "git_commit": result.get("git_commit"),
+        "versions": result.get("versions"),
+        "source": source,
+        "package_command": package_command,
+        "packaged_with": packaged_with,
+    }

@@ -1,0 +1,301 @@
+"""Downloading zoo models from the Hugging Face Hub, verifying them, and loading them.
+
+Files come through `huggingface_hub.hf_hub_download`, so the Hub cache, `HF_ENDPOINT`,
+`HF_HUB_OFFLINE` and `HF_HUB_CACHE` work as in any Hub library; the last three are read
+at call time (the Hub library reads them once, at import), so a process can change them.
+Each file's sha256 must equal the registry's before anything is parsed; a file that
+fails is removed from the cache, so it can never be served as a valid entry again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pathlib
+import warnings
+from typing import Any
+
+import keras
+
+import sparse_keras
+from sparse_keras.zoo import artifacts
+from sparse_keras.zoo import registry as _registry
+
+
+class ChecksumError(ValueError):
+    """A zoo file's sha256 differs from the one the registry pins."""
+
+
+class WeightsNotAvailableError(FileNotFoundError):
+    """The registry lists a zoo model whose weights were never trained or published."""
+
+
+def _download_errors() -> tuple[type[BaseException], ...]:
+    # OSError covers the Hub library's own errors (HfHubHTTPError, LocalEntryNotFoundError,
+    # OfflineModeIsEnabled); its HTTP client's errors are not OSErrors in every version.
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or _env_true("HF_HUB_OFFLINE")
+
+
+def _not_available_message(name: str, entry: dict[str, Any]) -> str:
+    reason = entry.get("unavailable_reason") or "its weights have not been trained and published yet."
+    command = entry.get("train_command")
+    return (
+        f"Zoo model {name!r} has no weights: {reason}"
+        + (f" To train and package them yourself, run: {command}" if command else "")
+    )
+
+
+def verify_files(
+    name: str, paths: dict[str, pathlib.Path], entry: dict[str, Any], discard: bool
+) -> None:
+    """Checks every file's sha256 against the registry entry.
+
+    Args:
+        name: Zoo name (for messages).
+        paths: File name -> local path.
+        entry: The registry entry.
+        discard: Remove failing files and, for cache entries, the blob they link to.
+
+    Raises:
+        ChecksumError: if a file is not the one the registry pins (all files are checked
+            first, so the message names every bad one).
+    """
+    expected = entry.get("files") or {}
+    bad = []
+    for file_name, path in paths.items():
+        want = expected.get(file_name)
+        got = _registry.file_sha256(path)
+        if want is None or got != want:
+            bad.append((file_name, path, want, got))
+    if not bad:
+        return
+    if discard:
+        for _, path, _, _ in bad:
+            _discard(path)
+    details = "; ".join(f"{f}: expected sha256 {w}, got {g} ({p})" for f, p, w, g in bad)
+    raise ChecksumError(
+        f"Refusing to load zoo model {name!r}: file contents differ from the registry "
+        f"({_registry.registry_path()}): {details}. Nothing was loaded."
+        + (" The bad files were removed from the cache; loading again downloads them anew." if discard else "")
+    )
+
+
+def _discard(path: pathlib.Path) -> None:
+    # A Hub cache entry is snapshots/<commit>/<file> -> ../../blobs/<etag>; a bad blob left
+    # behind would be re-linked without a download, so both go.
+    blob = path.resolve()
+    for target in {blob, path}:
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _hub_paths(
+    entry: dict[str, Any], revision: str, cache_dir: str | os.PathLike | None
+) -> dict[str, pathlib.Path]:
+    from huggingface_hub import hf_hub_download
+
+    cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
+    return {
+        file_name: pathlib.Path(
+            hf_hub_download(
+                entry["repo_id"],
+                file_name,
+                revision=revision,
+                cache_dir=cache_dir,
+                endpoint=os.environ.get("HF_ENDPOINT") or None,
+                local_files_only=_offline(),
+                library_name="sparse_keras",
+                library_version=sparse_keras.__version__,
+            )
+        )
+        for file_name in _registry.LOAD_FILES
+    }
+
+
+def fetch(
+    name: str,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    registry: str | os.PathLike | None = None,
+) -> dict[str, pathlib.Path]:
+    """Local, verified paths of the files `load` needs (downloading them if necessary).
+
+    Tries the Hub (or its cache); if the Hub cannot be reached, or `HF_HUB_OFFLINE` is
+    set and the files are not cached, or the Hub repository or files are missing, uses
+    the copy in the checkout's `zoo/<name>/` (or `$SPARSE_KERAS_ZOO_DIR/<name>/`) with a
+    warning. Either way every file's sha256 is checked against the registry.
+
+    Args:
+        name: Zoo name.
+        revision: Hub revision (branch, tag or commit); default the registry's pinned
+            revision, else "main".
+        cache_dir: Hub cache folder; default `$HF_HUB_CACHE` or the Hub's default.
+        registry: Registry file; default as `registry.registry_path` says.
+
+    Returns:
+        `{"config.json": path, "model.weights.h5": path}`.
+
+    Raises:
+        ValueError: unknown name (the message lists the available ones).
+        WeightsNotAvailableError: the registry lists the model without weights.
+        ChecksumError: a file differs from the registry's sha256.
+        FileNotFoundError: neither the Hub nor a local copy has the files.
+    """
+    entry = _registry.get_entry(name, registry)
+    if not entry.get("available"):
+        raise WeightsNotAvailableError(_not_available_message(name, entry))
+    revision = revision or entry.get("revision") or "main"
+    try:
+        paths = _hub_paths(entry, revision, cache_dir)
+    except _download_errors() as err:
+        local = _local_copy(name)
+        if local is None:
+            raise FileNotFoundError(
+                f"Could not download zoo model {name!r} from the Hugging Face Hub "
+                f"({entry['repo_id']} at revision {revision}): {err!r}; and there is no local copy "
+                f"(looked in {_registry.zoo_dir() or 'no checkout zoo/ folder'}; set "
+                f"{_registry.ZOO_DIR_ENV} to a folder of zoo copies)."
+            ) from err
+        warnings.warn(
+            f"Could not download zoo model {name!r} from the Hugging Face Hub ({entry['repo_id']} "
+            f"at revision {revision}: {type(err).__name__}: {err}). Using the copy in {local[_registry.CONFIG_FILE].parent} "
+            "after verifying its sha256 checksums.",
+            stacklevel=3,
+        )
+        verify_files(name, local, entry, discard=False)
+        return local
+    verify_files(name, paths, entry, discard=True)
+    return paths
+
+
+def _local_copy(name: str) -> dict[str, pathlib.Path] | None:
+    root = _registry.zoo_dir()
+    if root is None:
+        return None
+    paths = {file_name: root / name / file_name for file_name in _registry.LOAD_FILES}
+    return paths if all(path.is_file() for path in paths.values()) else None
+
+
+def load(
+    name: str,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    compile: bool = False,
+    *,
+    registry: str | os.PathLike | None = None,
+) -> keras.Model:
+    """Loads a pretrained zoo model.
+
+    Downloads `config.json` and `model.weights.h5` from the model's Hugging Face Hub
+    repository (through the Hub cache), checks both against the sha256s the registry
+    pins, builds the network with `sparse_keras.models.build` from the config, and
+    loads the weights. Nothing from the download is executed: the config is data and
+    the weights file holds tensors only. Without the Hub (no network, `HF_HUB_OFFLINE=1`
+    with an empty cache), the copy in the source checkout's `zoo/<name>/` is used with
+    a warning, after the same checks.
+
+    Args:
+        name: Zoo name, one of `list_models()`, e.g. "mnist_sparse_cnn2".
+        revision: Hub revision to download; default the one the registry pins.
+        cache_dir: Hub cache folder; default `$HF_HUB_CACHE` or the Hub's default.
+        compile: Compile for evaluation and fine-tuning: sparse categorical
+            cross-entropy on logits, accuracy, SGD.
+        registry: Registry file; default `$SPARSE_KERAS_ZOO_REGISTRY` or the package's.
+
+    Returns:
+        The `keras.Model`, mapping preprocessed inputs to logits, with its masks,
+        duty cycles and boost strengths restored.
+
+    Raises:
+        ValueError: unknown name (the message lists the available ones).
+        WeightsNotAvailableError: no weights exist for the name (the message gives the
+            command that trains them).
+        ChecksumError: a downloaded or local file is not the registered one; nothing is
+            loaded and a bad cached file is removed.
+        FileNotFoundError: neither the Hub nor a local copy could provide the files.
+
+    Example:
+
+    >>> model = sparse_keras.zoo.load("mnist_sparse_cnn2")  # doctest: +SKIP
+    >>> model.predict(images).argmax(-1)  # doctest: +SKIP
+    """
+    paths = fetch(name, revision=revision, cache_dir=cache_dir, registry=registry)
+    config = json.loads(paths[_registry.CONFIG_FILE].read_text())
+    model = artifacts.model_from_config(config)
+    model.load_weights(paths[_registry.WEIGHTS_FILE])
+    if compile:
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    return model
+
+
+def list_models(registry: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The zoo's models with their summary metrics.
+
+    Args:
+        registry: Registry file; default `$SPARSE_KERAS_ZOO_REGISTRY` or the package's.
+
+    Returns:
+        One dict per model, in registry order: `name`, `dataset`, `clean_accuracy`,
+        `noise_score`, `max_score`, `parameters`, `nonzero_parameters`, `available`
+        (metrics are None for a model without weights).
+
+    Example:
+
+    >>> [row["name"] for row in list_models() if row["available"]]  # doctest: +SKIP
+    ['mnist_sparse_cnn2']
+    """
+    rows = []
+    for name, entry in _registry.read_registry(registry)["models"].items():
+        metrics = entry.get("metrics") or {}
+        rows.append(
+            {
+                "name": name,
+                "dataset": entry.get("dataset"),
+                "clean_accuracy": metrics.get("clean_accuracy"),
+                "noise_score": metrics.get("noise_score"),
+                "max_score": metrics.get("max_score"),
+                "parameters": metrics.get("parameters"),
+                "nonzero_parameters": metrics.get("nonzero_parameters"),
+                "available": bool(entry.get("available")),
+            }
+        )
+    return rows
+
+
+def info(name: str, registry: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Everything the registry knows about a zoo model.
+
+    Returns:
+        The registry entry plus `name` and `hub_url`: `dataset`, `network`, `recipe`,
+        `repo_id`, `revision`, `files` (sha256 by file name), `metrics`, `available`,
+        and for a model without weights `unavailable_reason` and `train_command`.
+
+    Raises:
+        ValueError: unknown name (the message lists the available ones).
+    """
+    entry = _registry.get_entry(name, registry)
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return {"name": name, **entry, "hub_url": f"{endpoint}/{entry['repo_id']}"}

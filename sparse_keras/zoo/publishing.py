@@ -1,0 +1,350 @@
+"""Making zoo folders from training runs, checking them, and publishing them to the Hub.
+
+    package: training/runs/<recipe>/seed<k>/final.weights.h5 + training/results/<recipe>/seed<k>.json
+             -> zoo/<name>/{config.json, model.weights.h5, metrics.json, README.md} + registry entry
+    check:   a zoo folder is complete, its card and metrics agree, its weights load, and its
+             files' sha256s are the registry's
+    publish: check, then upload the folder to its Hub repo and pin the new commit in the registry
+
+`training/publish.py` and `sparse-keras zoo package|check|publish` are thin command-line
+entries to these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import huggingface_hub
+import keras
+
+import sparse_keras
+from sparse_keras.zoo import artifacts, card
+from sparse_keras.zoo import registry as _registry
+
+PathLike = str | os.PathLike
+
+
+class ZooCheckError(ValueError):
+    """A zoo folder failed `check`; `problems` lists every finding."""
+
+    def __init__(self, folder: pathlib.Path, problems: list[str]):
+        self.folder = folder
+        self.problems = problems
+        super().__init__(f"Zoo folder {folder} failed the check:\n  - " + "\n  - ".join(problems))
+
+
+def _checkout_path(*parts: str) -> pathlib.Path:
+    root = _registry.checkout_root()
+    if root is None:
+        raise FileNotFoundError(
+            f"Not running from a sparse_keras checkout: pass the {'/'.join(parts)} folder explicitly."
+        )
+    return root.joinpath(*parts)
+
+
+def _relative(path: pathlib.Path) -> str:
+    root = _registry.checkout_root()
+    try:
+        return str(path.resolve().relative_to(root)) if root else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _write_json(path: pathlib.Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def package_command(recipe: str, seed: int, name: str | None) -> str:
+    """The canonical command that packages a run (recorded in metrics.json and the card)."""
+    return f"python -m training.publish package --recipe {recipe} --seed {seed}" + (
+        f" --name {name}" if name and name != recipe else ""
+    )
+
+
+def package(
+    recipe: str,
+    seed: int,
+    *,
+    name: str | None = None,
+    runs_dir: PathLike | None = None,
+    results_dir: PathLike | None = None,
+    zoo_dir: PathLike | None = None,
+    registry: PathLike | None = None,
+    repo_id: str | None = None,
+) -> pathlib.Path:
+    """Builds `zoo/<name>/` from a finished training run and registers it.
+
+    Reads the run's `final.weights.h5` and result file, loads the weights into the
+    network the result names (so a folder is never made from weights that do not fit),
+    and writes `config.json`, `model.weights.h5` (a byte copy), `metrics.json` and the
+    model card. The registry entry gets the files' sha256s, the summary metrics, and
+    `available: true`; its pinned revision is cleared when the content changed, until
+    `publish` pins the new Hub commit.
+
+    Args:
+        recipe: Recipe name, e.g. "mnist_sparse_cnn2".
+        seed: Seed of the run to package.
+        name: Zoo name; default the recipe name. It must start with the dataset the
+            weights were trained on (`mnist_`, `gsc_`, ...).
+        runs_dir: Folder of training runs; default the checkout's `training/runs`.
+        results_dir: Folder of results; default the checkout's `training/results`.
+        zoo_dir: Folder of zoo folders; default as `registry.zoo_dir` says.
+        registry: Registry file to update; default as `registry.registry_path` says.
+        repo_id: Hub repository; default the registry's, else "sparse-keras/<name>".
+
+    Returns:
+        The zoo folder.
+
+    Raises:
+        FileNotFoundError: the run's weights or result file is missing.
+        ValueError: the name does not match the training data, or the weights do not
+            fit the network.
+    """
+    name = name or recipe
+    runs_dir = pathlib.Path(runs_dir) if runs_dir else _checkout_path("training", "runs")
+    results_dir = pathlib.Path(results_dir) if results_dir else _checkout_path("training", "results")
+    zoo_root = pathlib.Path(zoo_dir) if zoo_dir else _registry.zoo_dir()
+    if zoo_root is None:
+        raise FileNotFoundError("No zoo folder: pass zoo_dir or set " + _registry.ZOO_DIR_ENV + ".")
+    weights = runs_dir / recipe / f"seed{seed}" / "final.weights.h5"
+    result_file = results_dir / recipe / f"seed{seed}.json"
+    for path, what in ((weights, "final weights"), (result_file, "result file")):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No {what} for recipe {recipe!r} seed {seed}: {path} is missing "
+                f"(train it with: python -m training.train --recipe {recipe} --first-seed {seed})."
+            )
+    result = json.loads(result_file.read_text())
+    dataset = result["dataset"]
+    if not name.startswith(f"{dataset}_"):
+        # The dataset in a zoo name is the data the weights were trained on: weights from
+        # other data must never appear under e.g. a gsc_ name.
+        raise ValueError(f"Zoo name {name!r} must start with {dataset + '_'!r}: the weights were trained on {dataset}.")
+    if result.get("seed") != seed or result.get("recipe") != recipe:
+        raise ValueError(f"{result_file} describes recipe {result.get('recipe')!r} seed {result.get('seed')!r}.")
+    overrides = (result.get("recipe_config") or {}).get("model_overrides") or {}
+    config = artifacts.make_config(name, result["network"], overrides, mask_seed=seed)
+    model = artifacts.model_from_config(config)
+    try:
+        model.load_weights(weights)
+    except ValueError as err:
+        raise ValueError(f"{weights} does not fit network {result['network']!r} {overrides}: {err}") from err
+    all_results = [json.loads(p.read_text()) for p in sorted((results_dir / recipe).glob("seed*.json"))]
+    metrics = artifacts.make_metrics(
+        name,
+        result,
+        all_results,
+        artifacts.count_parameters(model),
+        source=_relative(result_file),
+        package_command=package_command(recipe, seed, name),
+        packaged_with={
+            "sparse_keras": sparse_keras.__version__,
+            "keras": keras.__version__,
+            "huggingface_hub": huggingface_hub.__version__,
+        },
+    )
+
+    folder = zoo_root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, folder / _registry.WEIGHTS_FILE)
+    _write_json(folder / _registry.CONFIG_FILE, config)
+    _write_json(folder / _registry.METRICS_FILE, metrics)
+    (folder / _registry.CARD_FILE).write_text(card.render(name, config, metrics), encoding="utf-8")
+    register(folder, registry=registry, repo_id=repo_id)
+    return folder
+
+
+def register(folder: PathLike, registry: PathLike | None = None, repo_id: str | None = None) -> dict[str, Any]:
+    """Records a zoo folder's checksums and summary metrics in the registry.
+
+    Returns:
+        The new registry entry.
+    """
+    folder = pathlib.Path(folder)
+    name = folder.name
+    metrics = json.loads((folder / _registry.METRICS_FILE).read_text())
+    data = _registry.read_registry(registry)
+    old = data["models"].get(name, {})
+    files = {f: _registry.file_sha256(folder / f) for f in _registry.FILE_NAMES}
+    entry = {
+        "repo_id": repo_id or old.get("repo_id") or f"{_registry.DEFAULT_HUB_ORGANIZATION}/{name}",
+        # A pinned Hub commit holds the old files: keep it only if nothing changed.
+        "revision": old.get("revision") if old.get("files") == files else None,
+        "dataset": metrics["dataset"],
+        "network": metrics["network"],
+        "recipe": metrics["recipe"],
+        "available": True,
+        "files": files,
+        "metrics": {
+            "clean_accuracy": metrics["clean_accuracy"],
+            "noise_score": metrics["noise_score"],
+            "max_score": metrics["max_score"],
+            "parameters": metrics["parameters"],
+            "nonzero_parameters": metrics["nonzero_parameters"],
+            "seed": metrics["seed"],
+        },
+        "train_command": old.get("train_command")
+        or f"python -m training.train --recipe {metrics['recipe']} --seeds 1 && {metrics['package_command']}",
+    }
+    data["models"][name] = entry
+    _registry.write_registry(data, registry)
+    return entry
+
+
+def _check_card(path: pathlib.Path, metrics: dict[str, Any] | None, problems: list[str]) -> None:
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        problems.append(f"{path.name} has no YAML header (it must start with a '---' line).")
+        return
+    try:
+        model_card = card.read_card(path)
+    except Exception as err:  # the YAML parser raises several unrelated types
+        problems.append(f"{path.name} YAML header does not parse: {err}")
+        return
+    data = model_card.data
+    for key, want in (("library_name", "keras"), ("license", "mit")):
+        if getattr(data, key, None) != want:
+            problems.append(f"{path.name} header: {key} is {getattr(data, key, None)!r}, expected {want!r}.")
+    for key in ("datasets", "tags"):
+        if not getattr(data, key, None):
+            problems.append(f"{path.name} header has no {key}.")
+    results = {r.metric_type: r.metric_value for r in (data.eval_results or [])}
+    if not results:
+        problems.append(f"{path.name} header has no model-index metrics.")
+    elif metrics is not None:
+        expected = {"accuracy": round(100 * metrics["clean_accuracy"], 2), "noise_score": metrics["noise_score"]}
+        for key, value in expected.items():
+            if results.get(key) != value:
+                problems.append(f"{path.name} model-index {key} is {results.get(key)!r}, metrics.json says {value!r}.")
+    if len(model_card.text.strip()) < 200:
+        problems.append(f"{path.name} has almost no prose after the header.")
+
+
+def check(folder: PathLike, registry: PathLike | None = None, load_weights: bool = True) -> None:
+    """Validates a zoo folder before it is committed or published.
+
+    Checks that the four files and nothing else are present; the card has the Hub's
+    YAML header (keras, MIT, datasets, tags, model-index) whose metrics equal
+    `metrics.json`'s; `metrics.json` has the required fields; the weights load into
+    the network `config.json` builds; and every file's sha256 is the registry's.
+
+    Args:
+        folder: The zoo folder (its name is the zoo name).
+        registry: Registry file; default as `registry.registry_path` says.
+        load_weights: Also build the network and load the weights into it.
+
+    Raises:
+        ZooCheckError: listing every problem found.
+    """
+    folder = pathlib.Path(folder)
+    problems: list[str] = []
+    if not folder.is_dir():
+        raise ZooCheckError(folder, [f"{folder} is not a folder."])
+    present = {p.name for p in folder.iterdir()}
+    for missing in [f for f in _registry.FILE_NAMES if f not in present]:
+        problems.append(f"{missing} is missing.")
+    for extra in sorted(present - set(_registry.FILE_NAMES)):
+        problems.append(f"unexpected file {extra} (the folder is uploaded as it is).")
+
+    metrics = config = None
+    if _registry.METRICS_FILE in present:
+        try:
+            metrics = json.loads((folder / _registry.METRICS_FILE).read_text())
+        except json.JSONDecodeError as err:
+            problems.append(f"metrics.json is not JSON: {err}")
+        else:
+            required = ("clean_accuracy", "noise_levels", "noise_accuracy", "noise_score", "max_score",
+                        "seed", "seeds", "recipe", "command", "versions", "dataset")
+            missing = [k for k in required if metrics.get(k) is None]
+            if missing:
+                problems.append(f"metrics.json lacks {', '.join(missing)}.")
+                metrics = None
+            elif not folder.name.startswith(f"{metrics['dataset']}_"):
+                problems.append(f"name {folder.name!r} does not start with the training dataset {metrics['dataset']!r}.")
+    if _registry.CARD_FILE in present:
+        _check_card(folder / _registry.CARD_FILE, metrics, problems)
+    if _registry.CONFIG_FILE in present:
+        try:
+            config = json.loads((folder / _registry.CONFIG_FILE).read_text())
+        except json.JSONDecodeError as err:
+            problems.append(f"config.json is not JSON: {err}")
+
+    try:
+        entry = _registry.get_entry(folder.name, registry)
+    except ValueError:
+        problems.append(f"{folder.name!r} is not in the registry {_registry.registry_path(registry)}.")
+    else:
+        for file_name in _registry.FILE_NAMES:
+            if file_name not in present:
+                continue
+            want = (entry.get("files") or {}).get(file_name)
+            got = _registry.file_sha256(folder / file_name)
+            if want != got:
+                problems.append(f"{file_name} sha256 {got} differs from the registry's {want}.")
+        if not entry.get("available"):
+            problems.append("the registry marks it unavailable.")
+
+    if load_weights and config is not None and _registry.WEIGHTS_FILE in present:
+        try:
+            model = artifacts.model_from_config(config)
+            model.load_weights(folder / _registry.WEIGHTS_FILE)
+        except Exception as err:  # any failure to build or load is a finding, not a crash
+            problems.append(f"weights do not load into the configured network: {type(err).__name__}: {err}")
+    if problems:
+        raise ZooCheckError(folder, problems)
+
+
+def publish(
+    folder: PathLike,
+    *,
+    registry: PathLike | None = None,
+    repo_id: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+) -> str:
+    """Checks a zoo folder, uploads it to its Hub repository, and pins the commit.
+
+    The token comes from `token`, else `HF_TOKEN` (or a prior `hf auth login`); the
+    endpoint from `HF_ENDPOINT`. After the upload the registry entry's `revision` is
+    set to the new commit, so `load` fetches exactly what was checked.
+
+    Args:
+        folder: The zoo folder.
+        registry: Registry file to read and update.
+        repo_id: Hub repository; default the registry's.
+        token: Hub token with write access.
+        private: Create the repository as private if it does not exist.
+        commit_message: Hub commit message.
+
+    Returns:
+        The Hub commit id.
+
+    Raises:
+        ZooCheckError: the folder failed `check`; nothing was uploaded.
+    """
+    folder = pathlib.Path(folder)
+    check(folder, registry=registry)
+    entry = _registry.get_entry(folder.name, registry)
+    repo_id = repo_id or entry["repo_id"]
+    api = huggingface_hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    metrics = entry.get("metrics") or {}
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=str(folder),
+        commit_message=commit_message
+        or f"{folder.name}: accuracy {metrics.get('clean_accuracy')}, noise score {metrics.get('noise_score')}",
+    )
+    data = _registry.read_registry(registry)
+    data["models"][folder.name].update({"repo_id": repo_id, "revision": commit.oid})
+    _registry.write_registry(data, registry)
+    return commit.oid
+
+
+__all__ = ["ZooCheckError", "check", "package", "publish", "register"]
