@@ -10,7 +10,9 @@ from sparse_keras.layers.k_winners import KWinners
 
 def k_winners_layers(model: keras.Model) -> list[KWinners]:
     """All `KWinners` layers of a model, nested models included, in order."""
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, KWinners)]
+    return [
+        layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, KWinners)
+    ]
 
 
 class BoostDecay(keras.callbacks.Callback):

@@ -60,22 +60,43 @@ class NetworkConfig:
 
 _MNIST = dict(dataset="mnist", input_shape=(28, 28, 1), num_classes=10, boost_strength_factor=0.85)
 _GSC = dict(
-    dataset="gsc", input_shape=(32, 32, 1), num_classes=12, batch_norm=True, boost_strength_factor=0.9
+    dataset="gsc",
+    input_shape=(32, 32, 1),
+    num_classes=12,
+    batch_norm=True,
+    boost_strength_factor=0.9,
 )
 
 CONFIGS: dict[str, NetworkConfig] = {
-    "mnist_dense_cnn1": NetworkConfig(**_MNIST, conv_filters=(30,), conv_k=(None,), hidden_units=1000, hidden_k=None),
+    "mnist_dense_cnn1": NetworkConfig(
+        **_MNIST, conv_filters=(30,), conv_k=(None,), hidden_units=1000, hidden_k=None
+    ),
     "mnist_dense_cnn2": NetworkConfig(
         **_MNIST, conv_filters=(30, 30), conv_k=(None, None), hidden_units=1000, hidden_k=None
     ),
     "mnist_sparse_cnn1": NetworkConfig(
-        **_MNIST, conv_filters=(30,), conv_k=(400,), hidden_units=150, hidden_k=50, weight_density=0.3
+        **_MNIST,
+        conv_filters=(30,),
+        conv_k=(400,),
+        hidden_units=150,
+        hidden_k=50,
+        weight_density=0.3,
     ),
     "mnist_sparse_cnn2": NetworkConfig(
-        **_MNIST, conv_filters=(32, 64), conv_k=(400, 300), hidden_units=700, hidden_k=100, weight_density=0.3
+        **_MNIST,
+        conv_filters=(32, 64),
+        conv_k=(400, 300),
+        hidden_units=700,
+        hidden_k=100,
+        weight_density=0.3,
     ),
     "mnist_dense_cnn2_sp3": NetworkConfig(
-        **_MNIST, conv_filters=(30, 30), conv_k=(None, None), hidden_units=700, hidden_k=100, weight_density=0.3
+        **_MNIST,
+        conv_filters=(30, 30),
+        conv_k=(None, None),
+        hidden_units=700,
+        hidden_k=100,
+        weight_density=0.3,
     ),
     "mnist_sparse_cnn2_d3": NetworkConfig(
         **_MNIST, conv_filters=(32, 64), conv_k=(400, 300), hidden_units=1000, hidden_k=None
@@ -84,14 +105,31 @@ CONFIGS: dict[str, NetworkConfig] = {
         **_MNIST, conv_filters=(32, 64), conv_k=(400, 300), hidden_units=700, hidden_k=100
     ),
     "mnist_sparse_cnn2_dsw": NetworkConfig(
-        **_MNIST, conv_filters=(32, 64), conv_k=(400, 300), hidden_units=1000, hidden_k=None, weight_density=0.3
+        **_MNIST,
+        conv_filters=(32, 64),
+        conv_k=(400, 300),
+        hidden_units=1000,
+        hidden_k=None,
+        weight_density=0.3,
     ),
-    "gsc_dense_cnn2": NetworkConfig(**_GSC, conv_filters=(64, 64), conv_k=(None, None), hidden_units=1000, hidden_k=None),
+    "gsc_dense_cnn2": NetworkConfig(
+        **_GSC, conv_filters=(64, 64), conv_k=(None, None), hidden_units=1000, hidden_k=None
+    ),
     "gsc_sparse_cnn2": NetworkConfig(
-        **_GSC, conv_filters=(64, 64), conv_k=(1200, 200), hidden_units=1000, hidden_k=100, weight_density=0.4
+        **_GSC,
+        conv_filters=(64, 64),
+        conv_k=(1200, 200),
+        hidden_units=1000,
+        hidden_k=100,
+        weight_density=0.4,
     ),
     "gsc_super_sparse_cnn2": NetworkConfig(
-        **_GSC, conv_filters=(64, 64), conv_k=(1200, 200), hidden_units=1500, hidden_k=100, weight_density=0.1
+        **_GSC,
+        conv_filters=(64, 64),
+        conv_k=(1200, 200),
+        hidden_units=1500,
+        hidden_k=100,
+        weight_density=0.1,
     ),
 }
 
@@ -108,7 +146,9 @@ def get_config(name: str, **overrides) -> NetworkConfig:
     fields = {f.name for f in dataclasses.fields(NetworkConfig)}
     unknown = set(overrides) - fields
     if unknown:
-        raise ValueError(f"Unknown override(s) {sorted(unknown)} for {name!r}; valid fields: {sorted(fields)}.")
+        raise ValueError(
+            f"Unknown override(s) {sorted(unknown)} for {name!r}; valid fields: {sorted(fields)}."
+        )
     return dataclasses.replace(CONFIGS[name], **overrides)
 
 
@@ -127,10 +167,14 @@ def _activation(k: int | None, config: NetworkConfig, name: str) -> keras.layers
 
 def _batch_norm(name: str) -> keras.layers.Layer:
     # PyTorch's BatchNorm defaults (momentum 0.1 = Keras 0.9, eps 1e-5), no affine part.
-    return keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9, epsilon=1e-5, name=name)
+    return keras.layers.BatchNormalization(
+        center=False, scale=False, momentum=0.9, epsilon=1e-5, name=name
+    )
 
 
-def build_from_config(config: NetworkConfig, name: str = "network", seed: int | None = None) -> keras.Model:
+def build_from_config(
+    config: NetworkConfig, name: str = "network", seed: int | None = None
+) -> keras.Model:
     """Builds the functional Keras model a `NetworkConfig` describes.
 
     Args:
@@ -144,7 +188,9 @@ def build_from_config(config: NetworkConfig, name: str = "network", seed: int | 
         `[batch, num_classes]`.
     """
     if len(config.conv_filters) != len(config.conv_k):
-        raise ValueError(f"conv_filters {config.conv_filters} and conv_k {config.conv_k} differ in length.")
+        raise ValueError(
+            f"conv_filters {config.conv_filters} and conv_k {config.conv_k} differ in length."
+        )
     # PyTorch's default initialisation, as the authors' code used.
     init = sparse_kernel_initializer(1.0)
     inputs = keras.Input(config.input_shape, name="features")

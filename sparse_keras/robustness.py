@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -85,24 +86,45 @@ def _example_uniform(
 ) -> tf.Tensor:
     """Uniform draws `[batch, elements]` whose row `i` depends only on `(seed, example_ids[i])`.
 
-    One stateless stream per example (rather than one per batch) makes the noise of an
-    example independent of how the data was batched.
+    Row `i` is block `example_ids[i]` of one long Philox stream keyed by `seed`: the
+    counter-based generator can start anywhere in the stream, so a batch of consecutive
+    ids is a single vectorised draw, and any other batch a draw per row. Either way an
+    example's noise does not depend on how the data was batched.
     """
+    # Philox emits 4 numbers per counter step: give every row whole steps.
+    steps = -(-elements // 4)
+    key = tf.bitcast(
+        tf.random.stateless_uniform([1], _seed_pair(seed), minval=None, maxval=None, dtype=tf.int64),
+        tf.uint64,
+    )
+
+    def draw(shape, first_row):
+        counter = tf.bitcast(tf.stack([tf.cast(first_row, tf.int64) * steps, tf.constant(0, tf.int64)]), tf.uint64)
+        return tf.raw_ops.StatelessRandomUniformV2(
+            shape=shape, key=key, counter=counter, alg=tf.random.Algorithm.PHILOX.value, dtype=tf.float32
+        )
+
     if example_ids is None:
-        example_ids = tf.range(batch_size, dtype=tf.int64)
-    example_ids = tf.reshape(tf.cast(example_ids, tf.int64), [-1])
-    # Scramble the caller's seed once so that row seeds of different seeds never meet
-    # (row seeds then differ from one another only through the example id).
-    key = tf.random.stateless_uniform([2], _seed_pair(seed), minval=None, maxval=None, dtype=tf.int64)
-    row_seeds = tf.stack(
-        [tf.fill(tf.shape(example_ids), key[0]), tf.bitwise.bitwise_xor(example_ids, key[1])], axis=1
-    )
-    return tf.map_fn(
-        lambda row_seed: tf.random.stateless_uniform([elements], row_seed, minval=minval, maxval=maxval),
-        row_seeds,
-        fn_output_signature=tf.TensorSpec([elements], tf.float32),
-        parallel_iterations=_PARALLEL_ROWS,
-    )
+        draws = draw(tf.stack([batch_size, 4 * steps]), 0)
+    else:
+        ids = tf.reshape(tf.cast(example_ids, tf.int64), [-1])
+        count = tf.size(ids, out_type=tf.int64)
+        first = tf.concat([ids, tf.zeros([1], tf.int64)], axis=0)[0]
+        consecutive = tf.reduce_all(tf.equal(ids, first + tf.range(count)))
+        draws = tf.cond(
+            consecutive,
+            lambda: draw(tf.stack([count, 4 * steps]), first),
+            lambda: tf.map_fn(
+                lambda row: draw([4 * steps], row),
+                ids,
+                fn_output_signature=tf.TensorSpec([4 * steps], tf.float32),
+                parallel_iterations=_PARALLEL_ROWS,
+            ),
+        )
+    draws = draws[:, :elements]
+    if (minval, maxval) != (0.0, 1.0):
+        draws = minval + (maxval - minval) * draws
+    return draws
 
 
 def _per_example_size(tensor: tf.Tensor, what: str) -> int:
@@ -435,13 +457,29 @@ def noise_examples_figure(
 
 @dataclasses.dataclass
 class _TestData:
-    """An unbatched `(input, label)` dataset with the noise and features that go with it."""
+    """Raw test examples, in memory (`arrays`) or as an unbatched `(input, label)` dataset,
+    with the noise and feature functions that go with them."""
 
     name: str
-    examples: tf.data.Dataset
     noise_fn: NoiseFn
     preprocess: Callable[[tf.Tensor], tf.Tensor] | None
     num_classes: int | None
+    arrays: tuple[np.ndarray, np.ndarray] | None = None
+    examples: tf.data.Dataset | None = None
+
+    def raw_batches(self, batch_size: int):
+        """Yields `(first_example_index, inputs, labels)` batches of raw inputs."""
+        if self.arrays is not None:
+            # Slicing in-memory arrays skips a tf.data pipeline and its start-up cost per level.
+            inputs, labels = self.arrays
+            for start in range(0, len(labels), batch_size):
+                yield start, tf.constant(inputs[start : start + batch_size]), labels[start : start + batch_size]
+            return
+        start = 0
+        for inputs, labels in self.examples.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+            labels = labels.numpy()
+            yield start, inputs, labels
+            start += len(labels)
 
 
 def _check_levels(noise_levels: Sequence[float]) -> tuple[float, ...]:
@@ -460,11 +498,7 @@ def _mnist_data(data_dir, max_examples) -> _TestData:
     images, labels = images[:max_examples], labels[:max_examples]
     pixels = images[..., None].astype(np.float32) / 255.0
     return _TestData(
-        "mnist",
-        tf.data.Dataset.from_tensor_slices((pixels, labels)),
-        add_pixel_noise,
-        mnist.normalize_images,
-        len(mnist.CLASS_NAMES),
+        "mnist", add_pixel_noise, mnist.normalize_images, len(mnist.CLASS_NAMES), arrays=(pixels, labels)
     )
 
 
@@ -486,7 +520,7 @@ def _audio_data(name, data_dir, max_examples) -> _TestData:
         examples = examples.take(max_examples)
     # Decoding the clips once (not once per level) is most of the input cost.
     examples = examples.cache()
-    return _TestData(name, examples, blend_white_noise, features, len(module.CLASS_NAMES))
+    return _TestData(name, blend_white_noise, features, len(module.CLASS_NAMES), examples=examples)
 
 
 def _user_data(dataset: tf.data.Dataset, noise_fn, max_examples) -> _TestData:
@@ -504,7 +538,7 @@ def _user_data(dataset: tf.data.Dataset, noise_fn, max_examples) -> _TestData:
         raise ValueError(f"Labels must be class ids [] or [batch], got shape {label_spec.shape}.")
     if max_examples is not None:
         dataset = dataset.take(max_examples)
-    return _TestData("custom", dataset, noise_fn, None, None)
+    return _TestData("custom", noise_fn, None, None, examples=dataset)
 
 
 def _takes_example_ids(noise_fn) -> bool:
@@ -515,26 +549,23 @@ def _takes_example_ids(noise_fn) -> bool:
     return any(p.name == "example_ids" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def _noisy_batches(data: _TestData, eta: float, seed: int, batch_size: int) -> tf.data.Dataset:
-    """Batches of `(features, labels)` at noise level `eta`."""
+def _corrupt_fn(data: _TestData, eta: float, seed: int) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+    """A graph function `(inputs, first_example_index, batch_index) -> noisy features`."""
     # Seeding by the level's value (not its position) keeps the noise of a level the
     # same whichever other levels are evaluated.
     level_seed = tf.constant([seed, round(eta * 1_000_000)], tf.int64)
     with_ids = _takes_example_ids(data.noise_fn)
 
-    def corrupt(batch_index, batch):
-        example_ids, (inputs, labels) = batch
+    @tf.function(reduce_retracing=True)
+    def corrupt(inputs, first_example, batch_index):
         if with_ids:
+            example_ids = first_example + tf.range(tf.shape(inputs, out_type=tf.int64)[0])
             inputs = data.noise_fn(inputs, eta, level_seed, example_ids=example_ids)
         else:
-            batch_seed = tf.random.experimental.stateless_fold_in(level_seed, batch_index)
-            inputs = data.noise_fn(inputs, eta, batch_seed)
-        if data.preprocess is not None:
-            inputs = data.preprocess(inputs)
-        return inputs, labels
+            inputs = data.noise_fn(inputs, eta, tf.random.experimental.stateless_fold_in(level_seed, batch_index))
+        return inputs if data.preprocess is None else data.preprocess(inputs)
 
-    batches = data.examples.enumerate().batch(batch_size).enumerate()
-    return batches.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return corrupt
 
 
 def _predict_fn(model) -> Callable[[tf.Tensor], Any]:
@@ -670,18 +701,19 @@ def evaluate(
     start = time.perf_counter()
     bar = tqdm(levels, desc=f"noise levels ({data.name})", unit="level", disable=not progress)
     for eta in bar:
+        corrupt = _corrupt_fn(data, eta, int(seed))
         level_correct = level_total = 0
-        batches = iter(_noisy_batches(data, eta, seed, int(batch_size)))
-        while True:
+        batches = data.raw_batches(int(batch_size))
+        for batch_index in itertools.count():
             tick = time.perf_counter()
-            try:
-                inputs, labels = next(batches)
-            except StopIteration:
+            batch = next(batches, None)
+            if batch is None:
                 break
+            first_example, inputs, labels = batch
+            features = corrupt(inputs, tf.constant(first_example, tf.int64), tf.constant(batch_index, tf.int64))
             tock = time.perf_counter()
-            outputs = predict(inputs)
-            labels = labels.numpy().astype(np.int64)
-            outputs = _check_outputs(outputs, data.num_classes, labels, data.name)
+            labels = np.asarray(labels).astype(np.int64)
+            outputs = _check_outputs(predict(features), data.num_classes, labels, data.name)
             timing["data"] += tock - tick
             timing["model"] += time.perf_counter() - tock
             level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))

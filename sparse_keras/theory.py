@@ -107,10 +107,12 @@ def _integers(name: str, value, minimum: int = 0):
     if array.dtype.kind == "f":
         bad = ~np.isfinite(flat) | (flat != np.round(flat))
         if bad.any():
-            raise ValueError(f"{name} must hold integers, got {flat[bad][0]!r} in {value!r}.")
+            raise ValueError(
+                f"{name} must hold integers, got {flat[bad][0].item()!r} in {value!r}."
+            )
     if (flat < minimum).any():
         raise ValueError(
-            f"{name} must hold integers >= {minimum}, got {flat[flat < minimum][0]!r} in {value!r}."
+            f"{name} must hold integers >= {minimum}, got {flat[flat < minimum][0].item()!r} in {value!r}."
         )
     return array.astype(np.int64)
 
@@ -122,8 +124,8 @@ def _at_most(name: str, value, bound_name: str, bound, why: str) -> None:
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
         raise ValueError(
-            f"{name} must be <= {bound_name} ({why}), got {name}={value_b[index]!r} "
-            f"with {bound_name}={bound_b[index]!r}."
+            f"{name} must be <= {bound_name} ({why}), got {name}={value_b[index].item()!r} "
+            f"with {bound_name}={bound_b[index].item()!r}."
         )
 
 

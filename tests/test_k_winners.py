@@ -61,7 +61,9 @@ def test_duty_cycle_period_caps_the_average():
     layer(f32([[4, 3, 2, 1], [1, 2, 3, 4]]), training=True)
     layer(f32([[4, 3, 2, 1], [4, 3, 1, 2]]), training=True)
     # samples seen 4 > period 3: d = (0.5 * (3 - 2) + count) / 3.
-    np.testing.assert_allclose(layer.duty_cycles.numpy(), [2.5 / 3, 2.5 / 3, 0.5 / 3, 0.5 / 3], rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.duty_cycles.numpy(), [2.5 / 3, 2.5 / 3, 0.5 / 3, 0.5 / 3], rtol=1e-6
+    )
     layer(f32([[1, 2, 3, 4]]), training=True)
     d = np.array([2.5 / 3, 2.5 / 3, 0.5 / 3, 0.5 / 3])
     np.testing.assert_allclose(layer.duty_cycles.numpy(), (d * 2 + [0, 0, 1, 1]) / 3, rtol=1e-6)
@@ -150,14 +152,18 @@ def test_k_at_least_n_is_relu():
 
 def test_works_in_fit_with_jit_variable_batches_and_float16():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6, 6, 2)), KWinners(5), keras.layers.Flatten(), keras.layers.Dense(3)])
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    model = keras.Sequential(
+        [keras.Input((6, 6, 2)), KWinners(5), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    model.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True
+    )
     x = np.random.default_rng(0).normal(size=(37, 6, 6, 2)).astype("float32")
     y = np.arange(37) % 3
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # last batch has 5 samples
     layer = model.layers[0]
     assert layer.samples_seen.numpy() == 37
-    assert 0 < layer.duty_cycles.numpy().sum()
+    assert layer.duty_cycles.numpy().sum() > 0
     assert model.predict(x[:3], verbose=0).shape == (3, 3)
 
     half = KWinners(2, dtype="float16")
@@ -187,7 +193,10 @@ def test_duty_cycles_converge_towards_the_target_density_with_boosting():
         (dict(k=2, k_inference_factor=0.5), "k_inference_factor must be >= 1.0, got 0.5"),
         (dict(k=2, boost_strength=-1.0), "boost_strength must be >= 0.0, got -1.0"),
         (dict(k=2, duty_cycle_period=0), "duty_cycle_period must be a positive integer, got 0"),
-        (dict(k=2, boost_strength_factor=1.5), "boost_strength_factor must be a number in (0, 1], got 1.5"),
+        (
+            dict(k=2, boost_strength_factor=1.5),
+            "boost_strength_factor must be a number in (0, 1], got 1.5",
+        ),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -196,7 +205,9 @@ def test_bad_arguments_are_named(kwargs, message):
 
 
 def test_wrong_input_rank_is_named():
-    with pytest.raises(ValueError, match=r"rank-2 .* or rank-4 .* got shape \(None, 4, 4\) \(rank 3\)"):
+    with pytest.raises(
+        ValueError, match=r"rank-2 .* or rank-4 .* got shape \(None, 4, 4\) \(rank 3\)"
+    ):
         KWinners(2)(keras.Input((4, 4)))
 
 

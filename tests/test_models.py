@@ -13,10 +13,31 @@ def kwinners(model):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("mnist_sparse_cnn2", {"conv1_kwinners": (400, 4608), "conv2_kwinners": (300, 1024), "hidden_kwinners": (100, 700)}),
+        (
+            "mnist_sparse_cnn2",
+            {
+                "conv1_kwinners": (400, 4608),
+                "conv2_kwinners": (300, 1024),
+                "hidden_kwinners": (100, 700),
+            },
+        ),
         ("mnist_sparse_cnn1", {"conv1_kwinners": (400, 4320), "hidden_kwinners": (50, 150)}),
-        ("gsc_sparse_cnn2", {"conv1_kwinners": (1200, 12544), "conv2_kwinners": (200, 1600), "hidden_kwinners": (100, 1000)}),
-        ("gsc_super_sparse_cnn2", {"conv1_kwinners": (1200, 12544), "conv2_kwinners": (200, 1600), "hidden_kwinners": (100, 1500)}),
+        (
+            "gsc_sparse_cnn2",
+            {
+                "conv1_kwinners": (1200, 12544),
+                "conv2_kwinners": (200, 1600),
+                "hidden_kwinners": (100, 1000),
+            },
+        ),
+        (
+            "gsc_super_sparse_cnn2",
+            {
+                "conv1_kwinners": (1200, 12544),
+                "conv2_kwinners": (200, 1600),
+                "hidden_kwinners": (100, 1500),
+            },
+        ),
         ("mnist_dense_cnn2_sp3", {"hidden_kwinners": (100, 700)}),
     ],
 )
@@ -49,7 +70,11 @@ def test_trainable_parameter_counts(name, trainable):
 
 @pytest.mark.parametrize(
     "name, fan_in, units, density",
-    [("mnist_sparse_cnn2", 1024, 700, 0.3), ("gsc_sparse_cnn2", 1600, 1000, 0.4), ("gsc_super_sparse_cnn2", 1600, 1500, 0.1)],
+    [
+        ("mnist_sparse_cnn2", 1024, 700, 0.3),
+        ("gsc_sparse_cnn2", 1600, 1000, 0.4),
+        ("gsc_super_sparse_cnn2", 1600, 1500, 0.1),
+    ],
 )
 def test_nonzero_weights_of_sparse_hidden_layers(name, fan_in, units, density):
     hidden = models.build(name, seed=0).get_layer("hidden")
@@ -75,7 +100,9 @@ def test_all_networks_build_and_run():
 
 
 def test_unknown_names_and_overrides_are_named():
-    with pytest.raises(ValueError, match="Unknown network 'mnist_cnn9'; available: mnist_dense_cnn1"):
+    with pytest.raises(
+        ValueError, match="Unknown network 'mnist_cnn9'; available: mnist_dense_cnn1"
+    ):
         models.build("mnist_cnn9")
     with pytest.raises(ValueError, match=r"Unknown override\(s\) \['hiden_units'\]"):
         models.build("mnist_sparse_cnn2", hiden_units=3)

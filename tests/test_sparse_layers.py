@@ -10,7 +10,13 @@ from sparse_keras.layers.sparse import random_fan_in_mask
 
 @pytest.mark.parametrize(
     "shape, density, expected",
-    [((100, 7), 0.3, 30), ((1024, 700), 0.3, 307), ((10, 3), 0.05, 1), ((5, 5, 32, 64), 0.4, 320), ((9, 4), 1.0, 9)],
+    [
+        ((100, 7), 0.3, 30),
+        ((1024, 700), 0.3, 307),
+        ((10, 3), 0.05, 1),
+        ((5, 5, 32, 64), 0.4, 320),
+        ((9, 4), 1.0, 9),
+    ],
 )
 def test_mask_keeps_round_density_times_fan_in_per_output_unit(shape, density, expected):
     mask = random_fan_in_mask(shape, density, seed=3)
@@ -75,26 +81,40 @@ def _sparse_model():
             keras.Input((8, 8, 3)),
             SparseConv2D(6, 3, density=0.3, seed=1, name="conv"),
             keras.layers.Flatten(),
-            SparseDense(16, density=0.2, seed=2, name="hidden", kernel_constraint=keras.constraints.MaxNorm(0.5)),
+            SparseDense(
+                16,
+                density=0.2,
+                seed=2,
+                name="hidden",
+                kernel_constraint=keras.constraints.MaxNorm(0.5),
+            ),
             keras.layers.Dense(4, name="out"),
         ]
     )
 
 
-@pytest.mark.parametrize("optimizer", [lambda: keras.optimizers.SGD(0.5, momentum=0.9), lambda: keras.optimizers.Adam(0.05)])
+@pytest.mark.parametrize(
+    "optimizer",
+    [lambda: keras.optimizers.SGD(0.5, momentum=0.9), lambda: keras.optimizers.Adam(0.05)],
+)
 def test_masked_weights_stay_exactly_zero_through_fit(optimizer):
     model = _sparse_model()
     masks = {name: model.get_layer(name).kernel_mask.numpy().copy() for name in ("conv", "hidden")}
     model.compile(optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     before = model.get_layer("hidden").kernel.numpy().copy()
-    model.fit(rng.normal(size=(64, 8, 8, 3)), rng.integers(0, 4, 64), batch_size=8, epochs=2, verbose=0)
+    model.fit(
+        rng.normal(size=(64, 8, 8, 3)), rng.integers(0, 4, 64), batch_size=8, epochs=2, verbose=0
+    )
     for name, mask in masks.items():
         layer = model.get_layer(name)
         kernel = layer.kernel.numpy()
         np.testing.assert_array_equal(layer.kernel_mask.numpy(), mask)
         assert (kernel[mask == 0] == 0).all()
-        assert (np.count_nonzero(kernel.reshape(-1, kernel.shape[-1]), axis=0) <= mask.reshape(-1, mask.shape[-1]).sum(0)).all()
+        assert (
+            np.count_nonzero(kernel.reshape(-1, kernel.shape[-1]), axis=0)
+            <= mask.reshape(-1, mask.shape[-1]).sum(0)
+        ).all()
     after = model.get_layer("hidden").kernel.numpy()
     assert not np.allclose(before, after)  # it did train
     # The user's MaxNorm constraint still applies, before the mask.
@@ -103,7 +123,9 @@ def test_masked_weights_stay_exactly_zero_through_fit(optimizer):
 
 def test_fixed_mask_constraint_alone():
     mask = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
-    out = FixedMask(mask, inner=keras.constraints.NonNeg())(np.array([[-2.0, 3.0], [4.0, -5.0]], np.float32))
+    out = FixedMask(mask, inner=keras.constraints.NonNeg())(
+        np.array([[-2.0, 3.0], [4.0, -5.0]], np.float32)
+    )
     np.testing.assert_array_equal(np.asarray(out), [[0.0, 0.0], [0.0, 0.0]])
     out = FixedMask(mask)(np.array([[-2.0, 3.0], [4.0, -5.0]], np.float32))
     np.testing.assert_array_equal(np.asarray(out), [[-2.0, 0.0], [0.0, -5.0]])

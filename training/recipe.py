@@ -62,7 +62,9 @@ def list_recipes() -> list[str]:
     """Names of all recipes in `training/recipes/`."""
     from training import recipes
 
-    return sorted(m.name for m in pkgutil.iter_modules(recipes.__path__) if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(recipes.__path__) if not m.name.startswith("_")
+    )
 
 
 def get_recipe(name: str) -> Recipe:

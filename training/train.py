@@ -49,7 +49,9 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -69,7 +71,9 @@ class TrainingData:
             from sparse_keras.data import mnist
 
             split = "train"
-            self._x, self._y = mnist.load_arrays(split, data_dir, validation_size=recipe.validation_size)
+            self._x, self._y = mnist.load_arrays(
+                split, data_dir, validation_size=recipe.validation_size
+            )
             if max_train_examples:
                 self._x, self._y = self._x[:max_train_examples], self._y[:max_train_examples]
         elif recipe.dataset not in ("gsc", "fsdd"):
@@ -81,8 +85,13 @@ class TrainingData:
             from sparse_keras.data.mnist import normalize_images
 
             order = np.random.default_rng([seed, epoch]).permutation(len(self._y))
-            ds = tf.data.Dataset.from_tensor_slices((self._x[order][..., None], self._y[order])).batch(batch)
-            ds = ds.map(lambda x, y: (normalize_images(tf.cast(x, tf.float32) / 255.0), y), num_parallel_calls=4)
+            ds = tf.data.Dataset.from_tensor_slices(
+                (self._x[order][..., None], self._y[order])
+            ).batch(batch)
+            ds = ds.map(
+                lambda x, y: (normalize_images(tf.cast(x, tf.float32) / 255.0), y),
+                num_parallel_calls=4,
+            )
             return ds.prefetch(tf.data.AUTOTUNE)
         module = self._audio_module()
         ds = module.load(
@@ -103,7 +112,9 @@ class TrainingData:
                 return None
             from sparse_keras.data import mnist
 
-            return mnist.load("validation", 1000, self.data_dir, validation_size=self.recipe.validation_size)
+            return mnist.load(
+                "validation", 1000, self.data_dir, validation_size=self.recipe.validation_size
+            )
         return self._audio_module().load("validation", batch_size=256, data_dir=self.data_dir)
 
     def _audio_module(self):
@@ -118,7 +129,9 @@ class TrainingData:
 def compile_for_epoch(model: keras.Model, recipe: Recipe, optimizer=None) -> keras.Model:
     if optimizer is None:
         optimizer = keras.optimizers.SGD(
-            learning_rate=recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            learning_rate=recipe.learning_rate,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
         )
     model.compile(
         optimizer=optimizer,
@@ -141,7 +154,13 @@ class RunDir:
     def state(self) -> dict:
         if self.state_file.exists():
             return json.loads(self.state_file.read_text())
-        return {"epochs_done": 0, "history": [], "train_seconds": 0.0, "best_val_accuracy": None, "best_epoch": None}
+        return {
+            "epochs_done": 0,
+            "history": [],
+            "train_seconds": 0.0,
+            "best_val_accuracy": None,
+            "best_epoch": None,
+        }
 
     def save(self, model: keras.Model, state: dict) -> None:
         # Write to temporary names first so that a kill mid-save leaves the previous
@@ -171,7 +190,9 @@ def train_seed(
     data = TrainingData(recipe, data_dir, max_train_examples)
     if state["epochs_done"] and run.checkpoint.exists():
         model = keras.models.load_model(run.checkpoint)
-        print(f"[{recipe.name} seed {seed}] resuming after epoch {state['epochs_done']}", flush=True)
+        print(
+            f"[{recipe.name} seed {seed}] resuming after epoch {state['epochs_done']}", flush=True
+        )
     else:
         keras.utils.set_random_seed(seed)
         model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
@@ -231,11 +252,15 @@ def evaluate_and_record(
         "network": recipe.network,
         "dataset": recipe.dataset,
         "seed": seed,
-        "clean_accuracy": report_dict["accuracy"][0] if report_dict["noise_levels"][0] == 0 else None,
+        "clean_accuracy": report_dict["accuracy"][0]
+        if report_dict["noise_levels"][0] == 0
+        else None,
         "noise": report_dict,
         "noise_score": report_dict["noise_score"],
         "epochs": state["epochs_done"],
-        "selected_epoch": state["best_epoch"] if recipe.select == "best_val" else state["epochs_done"] - 1,
+        "selected_epoch": state["best_epoch"]
+        if recipe.select == "best_val"
+        else state["epochs_done"] - 1,
         "selection": (
             "epoch with the best validation accuracy"
             if recipe.select == "best_val"
@@ -260,21 +285,31 @@ def evaluate_and_record(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m training.train")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], prog="python -m training.train"
+    )
     parser.add_argument("--recipe", required=True, help=f"one of: {', '.join(list_recipes())}")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
-    parser.add_argument("--max-train-examples", type=int, default=None, help="train on a subset (smoke runs)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)"
+    )
+    parser.add_argument(
+        "--max-train-examples", type=int, default=None, help="train on a subset (smoke runs)"
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--runs-dir", type=pathlib.Path, default=RUNS_DIR)
     parser.add_argument("--results-dir", type=pathlib.Path, default=RESULTS_DIR)
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
     parser.add_argument(
-        "--skip-evaluation", action="store_true", help="train only; evaluate later with --evaluate-only"
+        "--skip-evaluation",
+        action="store_true",
+        help="train only; evaluate later with --evaluate-only",
     )
     parser.add_argument(
-        "--evaluate-only", action="store_true", help="evaluate the finished runs' final weights again"
+        "--evaluate-only",
+        action="store_true",
+        help="evaluate the finished runs' final weights again",
     )
     args = parser.parse_args(argv)
     recipe = get_recipe(args.recipe)
@@ -284,19 +319,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.evaluate_only:
             run = RunDir(args.runs_dir / recipe.name / f"seed{seed}")
             if not run.final_weights.exists():
-                raise FileNotFoundError(f"No finished run for {recipe.name} seed {seed}: {run.final_weights} is missing.")
+                raise FileNotFoundError(
+                    f"No finished run for {recipe.name} seed {seed}: {run.final_weights} is missing."
+                )
             state = run.state()
             model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
             model.load_weights(run.final_weights)
             command = state.get("command", command)
         else:
             model, state = train_seed(
-                recipe, seed, args.runs_dir, args.data_dir, args.max_train_examples, args.epochs, verbose
+                recipe,
+                seed,
+                args.runs_dir,
+                args.data_dir,
+                args.max_train_examples,
+                args.epochs,
+                verbose,
             )
             state["command"] = command
-            RunDir(args.runs_dir / recipe.name / f"seed{seed}").state_file.write_text(json.dumps(state, indent=1))
+            RunDir(args.runs_dir / recipe.name / f"seed{seed}").state_file.write_text(
+                json.dumps(state, indent=1)
+            )
         if not args.skip_evaluation:
-            evaluate_and_record(model, recipe, seed, state, args.results_dir, args.data_dir, command)
+            evaluate_and_record(
+                model, recipe, seed, state, args.results_dir, args.data_dir, command
+            )
     return 0
 
 

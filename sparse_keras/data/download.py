@@ -47,7 +47,9 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, dest_path: str | os.PathLike, sha256: str | None, progress: bool = True) -> pathlib.Path:
+def fetch(
+    url: str, dest_path: str | os.PathLike, sha256: str | None, progress: bool = True
+) -> pathlib.Path:
     """Downloads `url` to `dest_path`, verified, atomically.
 
     The file is written to a temporary name beside `dest_path`, its sha256 checked,
@@ -80,7 +82,9 @@ def fetch(url: str, dest_path: str | os.PathLike, sha256: str | None, progress: 
                 raise DataNotFoundError(f"Could not download {url} to {dest}: {err}") from err
             with response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+                ) as bar:
                     for chunk in iter(lambda: response.read(1 << 20), b""):
                         out.write(chunk)
                         bar.update(len(chunk))

@@ -68,7 +68,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ndim = data[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
-        raise ValueError(f"{path}: IDX header declares {ndim} dimensions but the file is {len(data)} bytes.")
+        raise ValueError(
+            f"{path}: IDX header declares {ndim} dimensions but the file is {len(data)} bytes."
+        )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
@@ -77,7 +79,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path}: header says shape {shape} ({expected} bytes in all) but the file has "
             f"{len(data)} bytes: truncated or corrupt."
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def _ensure_file(root: pathlib.Path, name: str, download: bool, base_urls) -> pathlib.Path:
@@ -125,13 +131,17 @@ def load_arrays(
     if not 0 <= validation_size < 60000:
         raise ValueError(f"validation_size must be in [0, 60000), got {validation_size!r}.")
     if split == "validation" and validation_size == 0:
-        raise ValueError("split='validation' needs validation_size > 0 training images to hold out.")
+        raise ValueError(
+            "split='validation' needs validation_size > 0 training images to hold out."
+        )
     root = data_root(data_dir, "mnist")
     image_file, label_file = FILES["test" if split == "test" else "train"]
     images = read_idx(_ensure_file(root, image_file, download, base_urls))
     labels = read_idx(_ensure_file(root, label_file, download, base_urls)).astype(np.int32)
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise ValueError(f"MNIST files in {root} disagree: images {images.shape}, labels {labels.shape}.")
+        raise ValueError(
+            f"MNIST files in {root} disagree: images {images.shape}, labels {labels.shape}."
+        )
     if split == "train" and validation_size:
         images, labels = images[:-validation_size], labels[:-validation_size]
     elif split == "validation":

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from sparse_keras import validation
 
-
 # Boosting state stays float32 under float16 / mixed precision: duty cycles change by
 # about 1/duty_cycle_period per step, below float16 resolution near 1.
 _STATE = {"dtype": "float32", "autocast": False}
@@ -90,7 +89,9 @@ class KWinners(keras.layers.Layer):
         self.initial_boost_strength = validation.number_at_least(
             "boost_strength", boost_strength, 0.0
         )
-        self.boost_strength_factor = validation.fraction("boost_strength_factor", boost_strength_factor)
+        self.boost_strength_factor = validation.fraction(
+            "boost_strength_factor", boost_strength_factor
+        )
         self.duty_cycle_period = validation.positive_int("duty_cycle_period", duty_cycle_period)
         self.supports_masking = True
 
@@ -164,7 +165,9 @@ class KWinners(keras.layers.Layer):
         # keeps exactly k winners when values tie, e.g. constant background pixels.
         rows = tf.repeat(tf.range(batch), k)
         coords = tf.stack([rows, tf.reshape(indices, [-1])], axis=1)
-        mask = tf.scatter_nd(coords, tf.ones([batch * k], tf.bool), tf.shape(flat, out_type=tf.int32))
+        mask = tf.scatter_nd(
+            coords, tf.ones([batch * k], tf.bool), tf.shape(flat, out_type=tf.int32)
+        )
         return tf.reshape(mask, tf.shape(inputs))
 
     def _update_duty_cycles(self, outputs):

@@ -74,7 +74,9 @@ class _FixedMaskMixin:
         self.kernel_mask = self.add_weight(
             name="kernel_mask",
             shape=kernel_shape,
-            initializer=keras.initializers.Constant(random_fan_in_mask(kernel_shape, self.density, seed)),
+            initializer=keras.initializers.Constant(
+                random_fan_in_mask(kernel_shape, self.density, seed)
+            ),
             trainable=False,
         )
         self.kernel_constraint = FixedMask(self.kernel_mask, inner=self.user_kernel_constraint)
@@ -189,7 +191,9 @@ class SparseConv2D(_FixedMaskMixin, keras.layers.Conv2D):
     [9, 9, 9, 9]
     """
 
-    def __init__(self, filters: int, kernel_size, density: float, seed: int | None = None, **kwargs):
+    def __init__(
+        self, filters: int, kernel_size, density: float, seed: int | None = None, **kwargs
+    ):
         kwargs = self._init_mask(density, seed, kwargs)
         super().__init__(filters, kernel_size, **kwargs)
         if self.data_format != "channels_last":
@@ -200,7 +204,9 @@ class SparseConv2D(_FixedMaskMixin, keras.layers.Conv2D):
     def build(self, input_shape):
         in_channels = input_shape[-1]
         if in_channels is None:
-            raise ValueError(f"SparseConv2D needs a known channel dimension, got {tuple(input_shape)}.")
+            raise ValueError(
+                f"SparseConv2D needs a known channel dimension, got {tuple(input_shape)}."
+            )
         self._build_mask((*self.kernel_size, in_channels // self.groups, self.filters))
         super().build(input_shape)
         self._zero_masked_kernel()

@@ -13,6 +13,8 @@ import importlib
 import json
 import os
 import pathlib
+import socket
+import urllib.parse
 import warnings
 from typing import Any
 
@@ -51,6 +53,29 @@ def _offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE) or _env_true("HF_HUB_OFFLINE")
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _endpoint_reachable(endpoint: str | None, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens.
+
+    Without this probe an unreachable Hub costs about 25 s of the Hub client's retries
+    before the fallback. Behind a proxy a direct connection says nothing, so the Hub
+    client is left to try.
+    """
+    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
+        return True
+    from huggingface_hub import constants
+
+    url = urllib.parse.urlsplit(endpoint or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _not_available_message(name: str, entry: dict[str, Any]) -> str:
@@ -114,6 +139,10 @@ def _hub_paths(
     from huggingface_hub import hf_hub_download
 
     cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    # Offline, or the Hub is unreachable: the cache (refs for a branch, snapshots for a
+    # commit) still answers, and a miss raises LocalEntryNotFoundError at once.
+    local_only = _offline() or not _endpoint_reachable(endpoint)
     return {
         file_name: pathlib.Path(
             hf_hub_download(
@@ -121,8 +150,8 @@ def _hub_paths(
                 file_name,
                 revision=revision,
                 cache_dir=cache_dir,
-                endpoint=os.environ.get("HF_ENDPOINT") or None,
-                local_files_only=_offline(),
+                endpoint=endpoint,
+                local_files_only=local_only,
                 library_name="sparse_keras",
                 library_version=sparse_keras.__version__,
             )

@@ -1,0 +1,31 @@
+"""Pretrained sparse networks from the Hugging Face Hub, verified and loaded as Keras models.
+
+>>> import sparse_keras.zoo
+>>> sparse_keras.zoo.list_models()  # doctest: +SKIP
+>>> model = sparse_keras.zoo.load("mnist_sparse_cnn2")  # doctest: +SKIP
+
+The registry (`registry.json`, package data) pins each model's Hub repository, revision
+and file checksums. `load` downloads through the Hub cache, refuses any file whose sha256
+differs, builds the network from its config (no code or pickles are downloaded) and
+loads the weights; without the Hub it falls back to the checkout's `zoo/` folder.
+`package`, `check` and `publish` make, validate and upload zoo folders.
+"""
+
+from sparse_keras.zoo.cli import register_cli
+from sparse_keras.zoo.hub import ChecksumError, WeightsNotAvailableError, fetch, info, list_models, load
+from sparse_keras.zoo.publishing import ZooCheckError, check, package, publish, register
+
+__all__ = [
+    "ChecksumError",
+    "WeightsNotAvailableError",
+    "ZooCheckError",
+    "check",
+    "fetch",
+    "info",
+    "list_models",
+    "load",
+    "package",
+    "publish",
+    "register",
+    "register_cli",
+]
