@@ -159,15 +159,22 @@ class KWinners(keras.layers.Layer):
         """Boolean mask of exactly k winners per sample (ties broken by position)."""
         boosted = tf.cast(tf.stop_gradient(inputs), "float32") * self.boost_factors()
         flat = tf.reshape(boosted, (-1, self.units))
-        _, indices = tf.math.top_k(flat, k=k, sorted=False)
-        batch = tf.shape(flat)[0]
-        # Scattering the chosen indices (rather than thresholding at the k-th value)
-        # keeps exactly k winners when values tie, e.g. constant background pixels.
-        rows = tf.repeat(tf.range(batch), k)
-        coords = tf.stack([rows, tf.reshape(indices, [-1])], axis=1)
-        mask = tf.scatter_nd(
-            coords, tf.ones([batch * k], tf.bool), tf.shape(flat, out_type=tf.int32)
-        )
+        # Only the k-th largest value is needed: thresholding at it is much cheaper
+        # than scattering the top-k indices back into a mask (top_k itself dominates).
+        top_values, _ = tf.math.top_k(flat, k=k, sorted=False)
+        threshold = tf.reduce_min(top_values, axis=1, keepdims=True)
+        at_least = flat >= threshold
+
+        def break_ties():
+            # Values equal to the threshold (e.g. constant background after a
+            # convolution) would give more than k winners: keep the first ones.
+            above = flat > threshold
+            tied = tf.equal(flat, threshold)
+            room = k - tf.reduce_sum(tf.cast(above, tf.int32), axis=1, keepdims=True)
+            return above | (tied & (tf.cumsum(tf.cast(tied, tf.int32), axis=1) <= room))
+
+        too_many = tf.reduce_any(tf.reduce_sum(tf.cast(at_least, tf.int32), axis=1) > k)
+        mask = tf.cond(too_many, break_ties, lambda: at_least)
         return tf.reshape(mask, tf.shape(inputs))
 
     def _update_duty_cycles(self, outputs):
