@@ -215,6 +215,7 @@ def train_seed(
             epochs=epoch + 1,
             validation_data=validation,
             callbacks=callbacks,
+            shuffle=False,  # the epoch's order is already fixed by (seed, epoch)
             verbose=verbose,
         )
         logs = {key: float(values[-1]) for key, values in history.history.items()}

@@ -1,0 +1,62 @@
+"""The training runner: recipes as SPEC §3 says, resume after interruption, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+
+from training import recipe as recipes
+from training import train
+
+
+def test_recipes_follow_the_released_configs():
+    sparse2 = recipes.get_recipe("mnist_sparse_cnn2")
+    assert (sparse2.epochs, sparse2.learning_rate, sparse2.momentum) == (10, 0.02, 0.0)
+    assert [sparse2.batch_size_for(e) for e in (0, 1, 9)] == [4, 64, 64]
+    assert sparse2.learning_rate_for(2) == pytest.approx(0.02 * 0.8**2)
+    dense2 = recipes.get_recipe("mnist_dense_cnn2")
+    assert (dense2.epochs, dense2.batch_size_for(0), dense2.momentum, dense2.boost_decay) == (
+        15,
+        64,
+        0.9,
+        0.85,
+    )
+    assert set(recipes.list_recipes()) >= {
+        "mnist_dense_cnn1",
+        "mnist_sparse_cnn1",
+        "mnist_sparse_cnn2_dsw",
+    }
+    with pytest.raises(ValueError, match="Unknown recipe 'mnist_cnn7'; available: "):
+        recipes.get_recipe("mnist_cnn7")
+
+
+def _run(tmp_path, data_dir, name, epochs):
+    recipe = recipes.get_recipe("mnist_sparse_cnn2")
+    return train.train_seed(
+        recipe,
+        seed=3,
+        runs_dir=tmp_path / name,
+        data_dir=str(data_dir / "mnist"),
+        max_train_examples=256,
+        epochs=epochs,
+        verbose=0,
+    )
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir):
+    full, full_state = _run(tmp_path, data_dir, "full", 2)
+    _run(tmp_path, data_dir, "interrupted", 1)  # "killed" after epoch 0
+    state = json.loads((tmp_path / "interrupted/mnist_sparse_cnn2/seed3/state.json").read_text())
+    assert state["epochs_done"] == 1
+    resumed, resumed_state = _run(tmp_path, data_dir, "interrupted", 2)
+    assert resumed_state["epochs_done"] == 2 and len(resumed_state["history"]) == 2
+    for a, b in zip(full.weights, resumed.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.path)
+    kw = resumed.get_layer("hidden_kwinners")
+    # Epoch 0 ran at batch 4 on 256 images, epoch 1 at batch 64: 512 samples seen in all.
+    assert kw.samples_seen.numpy() == 512
+    assert kw.boost_strength.numpy() == pytest.approx(1.5 * 0.85)
+    # The masked weights of the sparse hidden layer are still exactly zero.
+    hidden = resumed.get_layer("hidden")
+    assert (hidden.kernel.numpy()[hidden.kernel_mask.numpy() == 0] == 0).all()
+    assert [h["learning_rate"] for h in full_state["history"]] == pytest.approx([0.02, 0.016])
