@@ -53,7 +53,9 @@ FEATURE_SHAPE = audio.FEATURE_SHAPE
 
 # The commit the environment's copy was taken from (2024-05-02, after tag v1.0.9).
 ARCHIVE_COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
-ARCHIVE_URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{ARCHIVE_COMMIT}.tar.gz"
+ARCHIVE_URL = (
+    f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{ARCHIVE_COMMIT}.tar.gz"
+)
 ARCHIVE_NAME = f"free-spoken-digit-dataset-{ARCHIVE_COMMIT}.tar.gz"
 # GitHub generates source archives on demand and publishes no digest, so none is pinned
 # (fetch skips the check and `download` warns). The extracted files are counted instead.
@@ -116,7 +118,9 @@ def download(data_dir: str | os.PathLike | None = None, progress: bool = True) -
     return target
 
 
-def find_recordings(data_dir: str | os.PathLike | None = None, download_if_missing: bool = True) -> pathlib.Path:
+def find_recordings(
+    data_dir: str | os.PathLike | None = None, download_if_missing: bool = True
+) -> pathlib.Path:
     """Locates the folder of FSDD WAV files.
 
     Args:
@@ -138,7 +142,9 @@ def find_recordings(data_dir: str | os.PathLike | None = None, download_if_missi
         try:
             return download(root)
         except DataNotFoundError as err:
-            raise DataNotFoundError(f"No FSDD recordings in {root} and downloading failed: {err}") from err
+            raise DataNotFoundError(
+                f"No FSDD recordings in {root} and downloading failed: {err}"
+            ) from err
     raise DataNotFoundError(
         f"No FSDD recordings in {root} or {root / 'recordings'} (expected files named "
         "{digit}_{speaker}_{index}.wav); pass data_dir or download=True."
@@ -180,7 +186,9 @@ def list_clips(
     for path in sorted(folder.glob("*.wav")):
         match = _NAME.match(path.name)
         if match is None:
-            raise ValueError(f"Unexpected FSDD file name {path} (expected {{digit}}_{{speaker}}_{{index}}.wav).")
+            raise ValueError(
+                f"Unexpected FSDD file name {path} (expected {{digit}}_{{speaker}}_{{index}}.wav)."
+            )
         rows.append((path, int(match.group(1)), match.group(2), int(match.group(3))))
     speakers = sorted({speaker for _, _, speaker, _ in rows})
     if test_speaker is not None and test_speaker not in speakers:
@@ -197,7 +205,9 @@ def list_clips(
             held_out = VALIDATION_INDICES
         return "validation" if validation_holdout and index in held_out else "train"
 
-    chosen = [(path, digit) for path, digit, speaker, index in rows if split_of(speaker, index) == split]
+    chosen = [
+        (path, digit) for path, digit, speaker, index in rows if split_of(speaker, index) == split
+    ]
     paths = [path for path, _ in chosen]
     labels = np.array([label_of(digit) for _, digit in chosen], dtype=np.int32)
     if check_files:
@@ -216,7 +226,9 @@ def load_waveform(path: tf.Tensor, align: str = "center") -> tf.Tensor:
     Returns:
         float32 `[16000]`.
     """
-    upsampled = audio.resample_poly(audio.decode_wav(path, SAMPLE_RATE), audio.SAMPLE_RATE // SAMPLE_RATE, 1)
+    upsampled = audio.resample_poly(
+        audio.decode_wav(path, SAMPLE_RATE), audio.SAMPLE_RATE // SAMPLE_RATE, 1
+    )
     return audio.fix_length(upsampled, audio.CLIP_SAMPLES, align=align)
 
 

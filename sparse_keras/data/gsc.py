@@ -100,7 +100,9 @@ def _is_tree(path: pathlib.Path) -> bool:
     )
 
 
-def download(data_dir: str | os.PathLike | None = None, progress: bool = True, keep_archive: bool = False) -> pathlib.Path:
+def download(
+    data_dir: str | os.PathLike | None = None, progress: bool = True, keep_archive: bool = False
+) -> pathlib.Path:
     """Downloads and extracts the official v0.01 archive (about 1.5 GB).
 
     The archive goes to `data_root(data_dir, "gsc")`, is verified (sha256 when
@@ -154,7 +156,9 @@ def download(data_dir: str | os.PathLike | None = None, progress: bool = True, k
     return tree
 
 
-def find_tree(data_dir: str | os.PathLike | None = None, download_if_missing: bool = True) -> pathlib.Path:
+def find_tree(
+    data_dir: str | os.PathLike | None = None, download_if_missing: bool = True
+) -> pathlib.Path:
     """Locates a GSC v0.01 tree (digit folders and both split lists).
 
     Args:
@@ -174,7 +178,8 @@ def find_tree(data_dir: str | os.PathLike | None = None, download_if_missing: bo
     for candidate in (root, root / TREE_DIRNAME):
         if _is_tree(candidate):
             return candidate
-    if download_if_missing:
+    # A mistyped explicit path should fail, not start a 1.5 GB download into it.
+    if download_if_missing and (data_dir is None or root.is_dir()):
         try:
             return download(root)
         except DataNotFoundError as err:
@@ -199,7 +204,9 @@ def _read_list(tree: pathlib.Path, name: str) -> list[str]:
         word = entry.split("/", 1)[0]
         if word in DIGIT_LABELS:
             if not (tree / entry).is_file():
-                raise FileNotFoundError(f"{tree / name} names {entry!r}, but {tree / entry} does not exist.")
+                raise FileNotFoundError(
+                    f"{tree / name} names {entry!r}, but {tree / entry} does not exist."
+                )
             entries.append(entry)
     return entries
 
@@ -253,11 +260,15 @@ def list_clips(
     return paths, labels
 
 
-def _background_noise(tree: pathlib.Path, noise_dir: str | os.PathLike | None) -> np.ndarray | list:
-    candidates = [pathlib.Path(noise_dir)] if noise_dir is not None else [
-        tree / BACKGROUND_NOISE_DIR,
-        tree.parent / BACKGROUND_NOISE_DIR,
-    ]
+def _background_noise(tree: pathlib.Path, noise_dir: str | os.PathLike | None) -> list[np.ndarray]:
+    candidates = (
+        [pathlib.Path(noise_dir)]
+        if noise_dir is not None
+        else [
+            tree / BACKGROUND_NOISE_DIR,
+            tree.parent / BACKGROUND_NOISE_DIR,
+        ]
+    )
     for folder in candidates:
         files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
         if files:
@@ -298,7 +309,7 @@ def background_excerpts(
     return _excerpts(recordings, count, seed)
 
 
-def _excerpts(recordings: list, count: int, seed: int) -> np.ndarray:
+def _excerpts(recordings: list[np.ndarray], count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     starts = np.array([max(len(r) - CLIP_SAMPLES + 1, 0) for r in recordings], dtype=np.float64)
     if starts.sum() == 0:
@@ -365,7 +376,7 @@ def load(
     paths, labels = list_clips(split, data_dir, download=download, check_files=check_files)
     if silence_fraction is None:
         silence_fraction = TRAIN_SILENCE_FRACTION if split == "train" else 0.0
-    if not 0.0 <= silence_fraction:
+    if not silence_fraction >= 0.0:
         raise ValueError(f"silence_fraction must be >= 0, got {silence_fraction!r}.")
     n_silence = int(len(paths) * silence_fraction)
 
@@ -378,7 +389,9 @@ def load(
     excerpts = None
     if silence_source == "background" and n_silence:
         tree = paths[0].parent.parent if paths else find_tree(data_dir, download_if_missing=False)
-        excerpts = tf.constant(_excerpts(_background_noise(tree, background_noise_dir), n_silence, seed))
+        excerpts = tf.constant(
+            _excerpts(_background_noise(tree, background_noise_dir), n_silence, seed)
+        )
 
     def load_waveform(entry):
         def from_file():
