@@ -67,7 +67,8 @@ DENSE = "dense"
 # Default sweeps of the two figures (SPEC §1).
 FIGURE_A_VALUES: tuple[int | str, ...] = (24, 32, 48, 64, 128, 256, DENSE)
 # Simulated points; the theory curves are drawn on a finer grid between the same ends.
-# Fig. 2 spans the n of the authors' plot (300..3500), Fig. 3 theirs (250..2500).
+# Fig. 2 spans the n of the authors' plot (300..3500), Fig. 3 theirs (250..2500), as in
+# numenta/nupic.research projects/sdr_math.
 FIGURE2_N_VALUES: tuple[int, ...] = tuple(range(100, 3501, 200))
 FIGURE3_N_VALUES: tuple[int, ...] = tuple(range(100, 2501, 200))
 FIGURE3_SCALES: tuple[float, ...] = tuple(float(s) for s in range(1, 11))
@@ -765,13 +766,17 @@ def _proposal_candidates(b: int, reach: float) -> list[_Proposal]:
     under Beta(alpha, 1)² the mean of A·B is (alpha / (alpha + 1))², which sets the
     strongest alpha. Milder tilts suit the b's where matching is not rare.
     """
-    candidates = [_Proposal()]
     root = math.sqrt(min(reach / b, 0.995))
     strongest = max(root / (1.0 - root), 1.0)
-    for alpha in sorted({1.0, math.sqrt(strongest), strongest}):
-        for positive in (0.75, 1.0):
-            for rho in (0.5, 0.9):
-                candidates.append(_Proposal(alpha, positive, rho))
+    middle = math.sqrt(strongest)
+    candidates = [
+        _Proposal(),
+        _Proposal(1.0, 0.75, 0.5),
+        _Proposal(1.0, 1.0, 0.5),
+        _Proposal(middle, 1.0, 0.5),
+        _Proposal(middle, 1.0, 0.9),
+        _Proposal(strongest, 1.0, 0.9),
+    ]
     return candidates
 
 
