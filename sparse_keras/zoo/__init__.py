@@ -12,7 +12,14 @@ loads the weights; without the Hub it falls back to the checkout's `zoo/` folder
 """
 
 from sparse_keras.zoo.cli import register_cli
-from sparse_keras.zoo.hub import ChecksumError, WeightsNotAvailableError, fetch, info, list_models, load
+from sparse_keras.zoo.hub import (
+    ChecksumError,
+    WeightsNotAvailableError,
+    fetch,
+    info,
+    list_models,
+    load,
+)
 from sparse_keras.zoo.publishing import ZooCheckError, check, package, publish, register
 
 __all__ = [

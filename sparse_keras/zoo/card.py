@@ -17,18 +17,78 @@ from sparse_keras import models
 
 # The paper's results (mean, std over 10 seeds): accuracy in %, noise score.
 PAPER_RESULTS: dict[str, dict[str, Any]] = {
-    "mnist_dense_cnn1": {"table": 1, "label": "Dense CNN-1", "accuracy": (99.14, 0.03), "noise_score": (74_569, 3_200)},
-    "mnist_dense_cnn2": {"table": 1, "label": "Dense CNN-2", "accuracy": (99.31, 0.06), "noise_score": (97_040, 2_853)},
-    "mnist_sparse_cnn1": {"table": 1, "label": "Sparse CNN-1", "accuracy": (98.41, 0.08), "noise_score": (100_306, 1_735)},
-    "mnist_sparse_cnn2": {"table": 1, "label": "Sparse CNN-2", "accuracy": (99.09, 0.05), "noise_score": (103_764, 1_125)},
-    "mnist_dense_cnn2_sp3": {"table": 1, "label": "Dense CNN-2 SP3", "accuracy": (99.13, 0.07), "noise_score": (100_318, 2_762)},
-    "mnist_sparse_cnn2_d3": {"table": 1, "label": "Sparse CNN-2 D3", "accuracy": (98.89, 0.13), "noise_score": (102_328, 1_720)},
-    "mnist_sparse_cnn2_w1": {"table": 1, "label": "Sparse CNN-2 W1", "accuracy": (98.2, 0.19), "noise_score": (100_322, 2_082)},
-    "mnist_sparse_cnn2_dsw": {"table": 1, "label": "Sparse CNN-2 DSW", "accuracy": (98.92, 0.09), "noise_score": (70_566, 2_857)},
-    "gsc_dense_cnn2": {"table": 2, "label": "Dense CNN-2 (dropout 0.0)", "accuracy": (96.37, 0.37), "noise_score": (8_730, 471)},
-    "gsc_dense_cnn2_dropout": {"table": 2, "label": "Dense CNN-2 (dropout 0.5)", "accuracy": (95.69, 0.48), "noise_score": (7_681, 368)},
-    "gsc_sparse_cnn2": {"table": 2, "label": "Sparse CNN-2", "accuracy": (96.65, 0.21), "noise_score": (11_233, 1_013)},
-    "gsc_super_sparse_cnn2": {"table": 2, "label": "Super-Sparse CNN-2", "accuracy": (96.57, 0.16), "noise_score": (10_752, 942)},
+    "mnist_dense_cnn1": {
+        "table": 1,
+        "label": "Dense CNN-1",
+        "accuracy": (99.14, 0.03),
+        "noise_score": (74_569, 3_200),
+    },
+    "mnist_dense_cnn2": {
+        "table": 1,
+        "label": "Dense CNN-2",
+        "accuracy": (99.31, 0.06),
+        "noise_score": (97_040, 2_853),
+    },
+    "mnist_sparse_cnn1": {
+        "table": 1,
+        "label": "Sparse CNN-1",
+        "accuracy": (98.41, 0.08),
+        "noise_score": (100_306, 1_735),
+    },
+    "mnist_sparse_cnn2": {
+        "table": 1,
+        "label": "Sparse CNN-2",
+        "accuracy": (99.09, 0.05),
+        "noise_score": (103_764, 1_125),
+    },
+    "mnist_dense_cnn2_sp3": {
+        "table": 1,
+        "label": "Dense CNN-2 SP3",
+        "accuracy": (99.13, 0.07),
+        "noise_score": (100_318, 2_762),
+    },
+    "mnist_sparse_cnn2_d3": {
+        "table": 1,
+        "label": "Sparse CNN-2 D3",
+        "accuracy": (98.89, 0.13),
+        "noise_score": (102_328, 1_720),
+    },
+    "mnist_sparse_cnn2_w1": {
+        "table": 1,
+        "label": "Sparse CNN-2 W1",
+        "accuracy": (98.2, 0.19),
+        "noise_score": (100_322, 2_082),
+    },
+    "mnist_sparse_cnn2_dsw": {
+        "table": 1,
+        "label": "Sparse CNN-2 DSW",
+        "accuracy": (98.92, 0.09),
+        "noise_score": (70_566, 2_857),
+    },
+    "gsc_dense_cnn2": {
+        "table": 2,
+        "label": "Dense CNN-2 (dropout 0.0)",
+        "accuracy": (96.37, 0.37),
+        "noise_score": (8_730, 471),
+    },
+    "gsc_dense_cnn2_dropout": {
+        "table": 2,
+        "label": "Dense CNN-2 (dropout 0.5)",
+        "accuracy": (95.69, 0.48),
+        "noise_score": (7_681, 368),
+    },
+    "gsc_sparse_cnn2": {
+        "table": 2,
+        "label": "Sparse CNN-2",
+        "accuracy": (96.65, 0.21),
+        "noise_score": (11_233, 1_013),
+    },
+    "gsc_super_sparse_cnn2": {
+        "table": 2,
+        "label": "Super-Sparse CNN-2",
+        "accuracy": (96.57, 0.16),
+        "noise_score": (10_752, 942),
+    },
 }
 
 DATASETS = {
@@ -52,6 +112,23 @@ DATASETS = {
             "score is the number of correct predictions over all levels and the 2,552 digit test clips"
         ),
     },
+    "fsdd": {
+        # No canonical Hub id: the model-index names the data, and the card says what it is.
+        "hub_id": "fsdd",
+        "title": "Free Spoken Digit Dataset (FSDD)",
+        "task": ("audio-classification", "Audio Classification"),
+        "noise": (
+            "the paper's GSC protocol on FSDD: for each noise level η in 0.00, 0.05, ..., 0.50 the "
+            "padded waveform A becomes (1 − η)·A + η·w with white noise w ~ U(−1, 1) per sample, "
+            "before the features; the noise score is the number of correct predictions over all "
+            "levels and the test clips"
+        ),
+        "note": (
+            "FSDD (6 speakers, 3,000 clips, 8 kHz) stands in for Google Speech Commands, which was "
+            "not available where this model was trained. Its numbers are **not comparable** with "
+            "the paper's GSC results, which are therefore not shown."
+        ),
+    },
 }
 
 CITATION = """@article{ahmad2019dense,
@@ -61,11 +138,26 @@ CITATION = """@article{ahmad2019dense,
   year    = {2019}
 }"""
 
-TAGS = ["sparse", "k-winners-take-all", "sparse-weights", "noise-robustness", "how-can-we-be-so-dense", "tensorflow"]
+TAGS = [
+    "sparse",
+    "k-winners-take-all",
+    "sparse-weights",
+    "noise-robustness",
+    "how-can-we-be-so-dense",
+    "tensorflow",
+]
 
 
-def paper_result(network: str, overrides: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The paper's row for a network (GSC Dense CNN-2 with dropout 0.5 has its own)."""
+def paper_result(
+    network: str, overrides: dict[str, Any] | None = None, dataset: str | None = None
+) -> dict[str, Any] | None:
+    """The paper's row for a network (GSC Dense CNN-2 with dropout 0.5 has its own).
+
+    None when the weights were trained on other data than the paper's for that network
+    (e.g. a GSC network trained on FSDD): those numbers would not be comparable.
+    """
+    if dataset is not None and not network.startswith(f"{dataset}_"):
+        return None
     if network == "gsc_dense_cnn2" and (overrides or {}).get("dropout"):
         return PAPER_RESULTS["gsc_dense_cnn2_dropout"]
     return PAPER_RESULTS.get(network)
@@ -75,7 +167,9 @@ def describe_network(network_config: models.NetworkConfig) -> list[str]:
     """One line per layer block, with k-winners sizes computed from the shapes."""
     height, width, _ = network_config.input_shape
     lines = []
-    for i, (filters, k) in enumerate(zip(network_config.conv_filters, network_config.conv_k, strict=True), 1):
+    for i, (filters, k) in enumerate(
+        zip(network_config.conv_filters, network_config.conv_k, strict=True), 1
+    ):
         # 5x5 "valid" convolution then 2x2 max-pooling.
         height, width = (height - 4) // 2, (width - 4) // 2
         units = height * width * filters
@@ -86,7 +180,11 @@ def describe_network(network_config: models.NetworkConfig) -> list[str]:
             act = f"k-winners k={k} of {units:,} ({k / units:.1%})"
         lines.append(f"conv{i}: {filters} filters 5×5{norm}, max-pool 2 → {act}")
     hidden = network_config.hidden_units
-    weights = "dense" if network_config.weight_density == 1.0 else f"weight density {network_config.weight_density:g}"
+    weights = (
+        "dense"
+        if network_config.weight_density == 1.0
+        else f"weight density {network_config.weight_density:g}"
+    )
     k = network_config.hidden_k
     act = "ReLU" if k is None or k >= hidden else f"k-winners k={k} of {hidden:,}"
     norm = ", batch norm" if network_config.batch_norm else ""
@@ -98,7 +196,10 @@ def describe_network(network_config: models.NetworkConfig) -> list[str]:
 
 def card_data(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> ModelCardData:
     """The card's YAML header: library, license, datasets, tags and the model-index."""
-    dataset = DATASETS.get(metrics["dataset"], {"hub_id": metrics["dataset"], "title": metrics["dataset"], "task": ("other", "Other")})
+    dataset = DATASETS.get(
+        metrics["dataset"],
+        {"hub_id": metrics["dataset"], "title": metrics["dataset"], "task": ("other", "Other")},
+    )
     task_type, task_name = dataset["task"]
 
     def result(metric_type: str, value: float, metric_name: str) -> EvalResult:
@@ -122,7 +223,9 @@ def card_data(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> Mod
         pipeline_tag=task_type if task_type != "other" else None,
         model_name=name,
         eval_results=[
-            result("accuracy", round(100 * metrics["clean_accuracy"], 2), "Clean test accuracy (%)"),
+            result(
+                "accuracy", round(100 * metrics["clean_accuracy"], 2), "Clean test accuracy (%)"
+            ),
             result(
                 "noise_score",
                 metrics["noise_score"],
@@ -130,6 +233,16 @@ def card_data(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> Mod
             ),
         ],
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _percent(value: float) -> str:
@@ -152,12 +265,14 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     network_config = models.get_config(
         network, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     )
-    paper = paper_result(network, overrides)
-    dataset = DATASETS.get(metrics["dataset"], {"title": metrics["dataset"], "noise": "see sparse_keras.robustness"})
+    paper = paper_result(network, overrides, metrics["dataset"])
+    dataset = DATASETS.get(
+        metrics["dataset"], {"title": metrics["dataset"], "noise": "see sparse_keras.robustness"}
+    )
     recipe = metrics.get("recipe_config") or {}
     seeds = metrics["seeds"]
     max_score = metrics["max_score"]
-    title = paper["label"] if paper else network
+    title = (paper_result(network, overrides) or {}).get("label", network)
 
     lines = [
         f"# {name}",
@@ -167,6 +282,7 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "with `sparse_keras`: convolutional layers followed by k-winners-take-all activations with "
         "boosting, and a hidden layer whose weights keep a fixed random fraction of their inputs.",
         "",
+        *([dataset["note"], ""] if dataset.get("note") else []),
         "## Model",
         "",
         f"Network `{network}` (the paper's Table 3), built by `sparse_keras.models.build` from "
@@ -189,19 +305,31 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        f"- Recipe `{metrics['recipe']}` (`training/recipes/{metrics['recipe']}.py`, the paper's released "
-        "configuration, SPEC §3)"
+        f"- Recipe `{metrics['recipe']}` (`training/recipes/{metrics['recipe']}.py` in sparse_keras: the "
+        "hyper-parameters of the authors' released configuration)"
         + (
-            f": {metrics['epochs']} epochs, batch {recipe.get('batch_size')}"
-            + (f" ({recipe['first_epoch_batch_size']} in the first epoch)" if recipe.get("first_epoch_batch_size") else "")
+            f": {_plural(metrics['epochs'], 'epoch')}, batch {recipe.get('batch_size')}"
+            + (
+                f" ({recipe['first_epoch_batch_size']} in the first epoch)"
+                if recipe.get("first_epoch_batch_size")
+                else ""
+            )
             + f", SGD lr {recipe.get('learning_rate')} × {recipe.get('lr_decay')} per epoch, momentum "
             f"{recipe.get('momentum')}, boost strength × {recipe.get('boost_decay')} per epoch."
             if recipe
             else "."
         ),
         f"- Seed {metrics['seed']} (weights, mask and data order); kept: {metrics.get('selection') or 'last epoch'}"
-        + (f", epoch {metrics['selected_epoch']}" if metrics.get("selected_epoch") is not None else "")
-        + (f"; {metrics['train_seconds'] / 60:.0f} min of training." if metrics.get("train_seconds") else "."),
+        + (
+            f", epoch {metrics['selected_epoch']}"
+            if metrics.get("selected_epoch") is not None
+            else ""
+        )
+        + (
+            f"; {_duration(metrics['train_seconds'])} of training."
+            if metrics.get("train_seconds")
+            else "."
+        ),
         f"- Trained with `{metrics['command']}`"
         + (f" at commit `{metrics['git_commit'][:12]}`" if metrics.get("git_commit") else "")
         + f"; packaged with `{metrics['package_command']}`.",
@@ -211,7 +339,7 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "## Results",
         "",
-        f"Noise protocol (SPEC §4): {dataset['noise']}.",
+        f"Noise protocol (as in the paper): {dataset['noise']}.",
         "",
         f"| | clean test accuracy (%) | noise score (max {max_score:,}) |",
         "|---|---|---|",
@@ -235,7 +363,9 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "| noise level | " + " | ".join(f"{level:.2f}" for level in metrics["noise_levels"]) + " |",
         "|---|" + "---|" * len(metrics["noise_levels"]),
-        "| accuracy (%) | " + " | ".join(f"{100 * a:.1f}" for a in metrics["noise_accuracy"]) + " |",
+        "| accuracy (%) | "
+        + " | ".join(f"{100 * a:.1f}" for a in metrics["noise_accuracy"])
+        + " |",
         "",
         "All numbers come from `metrics.json`, copied from the training run's "
         f"`{metrics['source']}`.",
@@ -254,7 +384,7 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "## Intended use and limits",
         "",
-        f"- A research artifact: a reproduction of the paper's {dataset['title']} experiment, for "
+        f"- A research artifact: the paper's {title} trained on {dataset['title']}, for "
         "studying sparse representations, their robustness to noise, and as a starting point for "
         "fine-tuning. It is not meant for production decisions.",
         "- Robustness is measured only under the noise protocol above; it says nothing about other "

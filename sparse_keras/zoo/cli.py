@@ -20,7 +20,9 @@ def _folder(name_or_path: str) -> pathlib.Path:
         return path
     root = _registry.zoo_dir()
     if root is None:
-        raise FileNotFoundError(f"{name_or_path!r} is not a folder and there is no checkout zoo/ folder.")
+        raise FileNotFoundError(
+            f"{name_or_path!r} is not a folder and there is no checkout zoo/ folder."
+        )
     return root / name_or_path
 
 
@@ -34,7 +36,11 @@ def _run_list(args: argparse.Namespace) -> int:
     print(header)
     for row in rows:
         accuracy = "-" if row["clean_accuracy"] is None else f"{100 * row['clean_accuracy']:.2f}%"
-        score = "-" if row["noise_score"] is None else f"{row['noise_score']:,}/{_format(row['max_score'], ',')}"
+        score = (
+            "-"
+            if row["noise_score"] is None
+            else f"{row['noise_score']:,}/{_format(row['max_score'], ',')}"
+        )
         print(
             f"{row['name']:<26} {row['dataset'] or '-':<8} {accuracy:>9} {score:>17} "
             f"{_format(row['parameters'], ',')!s:>9} {_format(row['nonzero_parameters'], ',')!s:>9}  "
@@ -93,20 +99,28 @@ def _run_publish(args: argparse.Namespace) -> int:
 
 def add_packaging_commands(subparsers) -> None:
     """Adds `package`, `check` and `publish` to an argparse sub-command group."""
-    registry_help = "registry file (default: $SPARSE_KERAS_ZOO_REGISTRY or the package's registry.json)"
+    registry_help = (
+        "registry file (default: $SPARSE_KERAS_ZOO_REGISTRY or the package's registry.json)"
+    )
 
     p = subparsers.add_parser("package", help="make zoo/<name>/ from a finished training run")
     p.add_argument("--recipe", required=True, help="recipe name, e.g. mnist_sparse_cnn2")
     p.add_argument("--seed", type=int, required=True, help="seed of the run to package")
     p.add_argument("--name", default=None, help="zoo name (default: the recipe name)")
     p.add_argument("--runs-dir", type=pathlib.Path, default=None, help="default: training/runs")
-    p.add_argument("--results-dir", type=pathlib.Path, default=None, help="default: training/results")
-    p.add_argument("--zoo-dir", type=pathlib.Path, default=None, help="default: the checkout's zoo/")
+    p.add_argument(
+        "--results-dir", type=pathlib.Path, default=None, help="default: training/results"
+    )
+    p.add_argument(
+        "--zoo-dir", type=pathlib.Path, default=None, help="default: the checkout's zoo/"
+    )
     p.add_argument("--repo-id", default=None, help="Hub repository (default: sparse-keras/<name>)")
     p.add_argument("--registry", default=None, help=registry_help)
     p.set_defaults(func=_run_package)
 
-    p = subparsers.add_parser("check", help="validate zoo folders (card, metrics, weights, checksums)")
+    p = subparsers.add_parser(
+        "check", help="validate zoo folders (card, metrics, weights, checksums)"
+    )
     p.add_argument("folders", nargs="+", metavar="NAME_OR_FOLDER")
     p.add_argument("--registry", default=None, help=registry_help)
     p.set_defaults(func=_run_check)
@@ -123,7 +137,9 @@ def add_packaging_commands(subparsers) -> None:
 
 def register_cli(subparsers) -> None:
     """Adds `sparse-keras zoo {list,info,package,check,publish}`."""
-    zoo = subparsers.add_parser("zoo", help="pretrained models: list, info, package, check, publish")
+    zoo = subparsers.add_parser(
+        "zoo", help="pretrained models: list, info, package, check, publish"
+    )
     commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     p = commands.add_parser("list", help="the zoo's models and their metrics")
     p.add_argument("--registry", default=None)

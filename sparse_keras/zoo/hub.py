@@ -9,6 +9,7 @@ fails is removed from the cache, so it can never be served as a valid entry agai
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -37,11 +38,13 @@ def _download_errors() -> tuple[type[BaseException], ...]:
     # OSError covers the Hub library's own errors (HfHubHTTPError, LocalEntryNotFoundError,
     # OfflineModeIsEnabled); its HTTP client's errors are not OSErrors in every version.
     errors: list[type[BaseException]] = [OSError]
-    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
+    for module, name in (
+        ("httpx2", "HTTPError"),
+        ("httpx", "HTTPError"),
+        ("requests", "RequestException"),
+    ):
+        with contextlib.suppress(ImportError, AttributeError):
             errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
     return tuple(errors)
 
 
@@ -55,7 +58,14 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or _env_true("HF_HUB_OFFLINE")
 
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 
 def _endpoint_reachable(endpoint: str | None, timeout: float = 3.0) -> bool:
@@ -79,16 +89,21 @@ def _endpoint_reachable(endpoint: str | None, timeout: float = 3.0) -> bool:
 
 
 def _not_available_message(name: str, entry: dict[str, Any]) -> str:
-    reason = entry.get("unavailable_reason") or "its weights have not been trained and published yet."
+    reason = (
+        entry.get("unavailable_reason") or "its weights have not been trained and published yet."
+    )
     command = entry.get("train_command")
-    return (
-        f"Zoo model {name!r} has no weights: {reason}"
-        + (f" To train and package them yourself, run: {command}" if command else "")
+    return f"Zoo model {name!r} has no weights: {reason}" + (
+        f" To train and package them yourself, run: {command}" if command else ""
     )
 
 
 def verify_files(
-    name: str, paths: dict[str, pathlib.Path], entry: dict[str, Any], discard: bool
+    name: str,
+    paths: dict[str, pathlib.Path],
+    entry: dict[str, Any],
+    discard: bool,
+    registry: str | os.PathLike | None = None,
 ) -> None:
     """Checks every file's sha256 against the registry entry.
 
@@ -97,6 +112,7 @@ def verify_files(
         paths: File name -> local path.
         entry: The registry entry.
         discard: Remove failing files and, for cache entries, the blob they link to.
+        registry: The registry file the entry came from (for messages).
 
     Raises:
         ChecksumError: if a file is not the one the registry pins (all files are checked
@@ -117,8 +133,12 @@ def verify_files(
     details = "; ".join(f"{f}: expected sha256 {w}, got {g} ({p})" for f, p, w, g in bad)
     raise ChecksumError(
         f"Refusing to load zoo model {name!r}: file contents differ from the registry "
-        f"({_registry.registry_path()}): {details}. Nothing was loaded."
-        + (" The bad files were removed from the cache; loading again downloads them anew." if discard else "")
+        f"({_registry.registry_path(registry)}): {details}. Nothing was loaded."
+        + (
+            " The bad files were removed from the cache; loading again downloads them anew."
+            if discard
+            else ""
+        )
     )
 
 
@@ -127,10 +147,8 @@ def _discard(path: pathlib.Path) -> None:
     # behind would be re-linked without a download, so both go.
     blob = path.resolve()
     for target in {blob, path}:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def _hub_paths(
@@ -210,9 +228,9 @@ def fetch(
             "after verifying its sha256 checksums.",
             stacklevel=3,
         )
-        verify_files(name, local, entry, discard=False)
+        verify_files(name, local, entry, discard=False, registry=registry)
         return local
-    verify_files(name, paths, entry, discard=True)
+    verify_files(name, paths, entry, discard=True, registry=registry)
     return paths
 
 

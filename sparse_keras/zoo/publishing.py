@@ -106,7 +106,9 @@ def package(
     """
     name = name or recipe
     runs_dir = pathlib.Path(runs_dir) if runs_dir else _checkout_path("training", "runs")
-    results_dir = pathlib.Path(results_dir) if results_dir else _checkout_path("training", "results")
+    results_dir = (
+        pathlib.Path(results_dir) if results_dir else _checkout_path("training", "results")
+    )
     zoo_root = pathlib.Path(zoo_dir) if zoo_dir else _registry.zoo_dir()
     if zoo_root is None:
         raise FileNotFoundError("No zoo folder: pass zoo_dir or set " + _registry.ZOO_DIR_ENV + ".")
@@ -123,17 +125,27 @@ def package(
     if not name.startswith(f"{dataset}_"):
         # The dataset in a zoo name is the data the weights were trained on: weights from
         # other data must never appear under e.g. a gsc_ name.
-        raise ValueError(f"Zoo name {name!r} must start with {dataset + '_'!r}: the weights were trained on {dataset}.")
+        raise ValueError(
+            f"Zoo name {name!r} must start with {dataset + '_'!r}: the weights were trained on {dataset}."
+        )
     if result.get("seed") != seed or result.get("recipe") != recipe:
-        raise ValueError(f"{result_file} describes recipe {result.get('recipe')!r} seed {result.get('seed')!r}.")
+        raise ValueError(
+            f"{result_file} describes recipe {result.get('recipe')!r} seed {result.get('seed')!r}."
+        )
     overrides = (result.get("recipe_config") or {}).get("model_overrides") or {}
-    config = artifacts.make_config(name, result["network"], overrides, mask_seed=seed)
+    config = artifacts.make_config(
+        name, result["network"], overrides, mask_seed=seed, dataset=dataset
+    )
     model = artifacts.model_from_config(config)
     try:
         model.load_weights(weights)
     except ValueError as err:
-        raise ValueError(f"{weights} does not fit network {result['network']!r} {overrides}: {err}") from err
-    all_results = [json.loads(p.read_text()) for p in sorted((results_dir / recipe).glob("seed*.json"))]
+        raise ValueError(
+            f"{weights} does not fit network {result['network']!r} {overrides}: {err}"
+        ) from err
+    all_results = [
+        json.loads(p.read_text()) for p in sorted((results_dir / recipe).glob("seed*.json"))
+    ]
     metrics = artifacts.make_metrics(
         name,
         result,
@@ -158,7 +170,9 @@ def package(
     return folder
 
 
-def register(folder: PathLike, registry: PathLike | None = None, repo_id: str | None = None) -> dict[str, Any]:
+def register(
+    folder: PathLike, registry: PathLike | None = None, repo_id: str | None = None
+) -> dict[str, Any]:
     """Records a zoo folder's checksums and summary metrics in the registry.
 
     Returns:
@@ -208,7 +222,9 @@ def _check_card(path: pathlib.Path, metrics: dict[str, Any] | None, problems: li
     data = model_card.data
     for key, want in (("library_name", "keras"), ("license", "mit")):
         if getattr(data, key, None) != want:
-            problems.append(f"{path.name} header: {key} is {getattr(data, key, None)!r}, expected {want!r}.")
+            problems.append(
+                f"{path.name} header: {key} is {getattr(data, key, None)!r}, expected {want!r}."
+            )
     for key in ("datasets", "tags"):
         if not getattr(data, key, None):
             problems.append(f"{path.name} header has no {key}.")
@@ -216,10 +232,15 @@ def _check_card(path: pathlib.Path, metrics: dict[str, Any] | None, problems: li
     if not results:
         problems.append(f"{path.name} header has no model-index metrics.")
     elif metrics is not None:
-        expected = {"accuracy": round(100 * metrics["clean_accuracy"], 2), "noise_score": metrics["noise_score"]}
+        expected = {
+            "accuracy": round(100 * metrics["clean_accuracy"], 2),
+            "noise_score": metrics["noise_score"],
+        }
         for key, value in expected.items():
             if results.get(key) != value:
-                problems.append(f"{path.name} model-index {key} is {results.get(key)!r}, metrics.json says {value!r}.")
+                problems.append(
+                    f"{path.name} model-index {key} is {results.get(key)!r}, metrics.json says {value!r}."
+                )
     if len(model_card.text.strip()) < 200:
         problems.append(f"{path.name} has almost no prose after the header.")
 
@@ -257,14 +278,27 @@ def check(folder: PathLike, registry: PathLike | None = None, load_weights: bool
         except json.JSONDecodeError as err:
             problems.append(f"metrics.json is not JSON: {err}")
         else:
-            required = ("clean_accuracy", "noise_levels", "noise_accuracy", "noise_score", "max_score",
-                        "seed", "seeds", "recipe", "command", "versions", "dataset")
+            required = (
+                "clean_accuracy",
+                "noise_levels",
+                "noise_accuracy",
+                "noise_score",
+                "max_score",
+                "seed",
+                "seeds",
+                "recipe",
+                "command",
+                "versions",
+                "dataset",
+            )
             missing = [k for k in required if metrics.get(k) is None]
             if missing:
                 problems.append(f"metrics.json lacks {', '.join(missing)}.")
                 metrics = None
             elif not folder.name.startswith(f"{metrics['dataset']}_"):
-                problems.append(f"name {folder.name!r} does not start with the training dataset {metrics['dataset']!r}.")
+                problems.append(
+                    f"name {folder.name!r} does not start with the training dataset {metrics['dataset']!r}."
+                )
     if _registry.CARD_FILE in present:
         _check_card(folder / _registry.CARD_FILE, metrics, problems)
     if _registry.CONFIG_FILE in present:
@@ -276,7 +310,9 @@ def check(folder: PathLike, registry: PathLike | None = None, load_weights: bool
     try:
         entry = _registry.get_entry(folder.name, registry)
     except ValueError:
-        problems.append(f"{folder.name!r} is not in the registry {_registry.registry_path(registry)}.")
+        problems.append(
+            f"{folder.name!r} is not in the registry {_registry.registry_path(registry)}."
+        )
     else:
         for file_name in _registry.FILE_NAMES:
             if file_name not in present:
@@ -293,7 +329,9 @@ def check(folder: PathLike, registry: PathLike | None = None, load_weights: bool
             model = artifacts.model_from_config(config)
             model.load_weights(folder / _registry.WEIGHTS_FILE)
         except Exception as err:  # any failure to build or load is a finding, not a crash
-            problems.append(f"weights do not load into the configured network: {type(err).__name__}: {err}")
+            problems.append(
+                f"weights do not load into the configured network: {type(err).__name__}: {err}"
+            )
     if problems:
         raise ZooCheckError(folder, problems)
 

@@ -63,7 +63,11 @@ def read_registry(registry: PathLike | None = None) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"Zoo registry {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION or "models" not in data:
+    if (
+        not isinstance(data, dict)
+        or data.get("format_version") != FORMAT_VERSION
+        or "models" not in data
+    ):
         raise ValueError(
             f"Zoo registry {path} is not a format-{FORMAT_VERSION} registry "
             f"(expected keys 'format_version' and 'models')."
