@@ -62,7 +62,9 @@ def _seed_pair(seed: int | Sequence[int] | tf.Tensor) -> tf.Tensor:
         return tf.constant([int(seed), 0], tf.int64)
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     if seed.shape.rank != 1 or (seed.shape[0] is not None and seed.shape[0] != 2):
-        raise ValueError(f"seed must be an int or a shape-[2] integer tensor, got shape {seed.shape}.")
+        raise ValueError(
+            f"seed must be an int or a shape-[2] integer tensor, got shape {seed.shape}."
+        )
     return seed
 
 
@@ -94,14 +96,22 @@ def _example_uniform(
     # Philox emits 4 numbers per counter step: give every row whole steps.
     steps = -(-elements // 4)
     key = tf.bitcast(
-        tf.random.stateless_uniform([1], _seed_pair(seed), minval=None, maxval=None, dtype=tf.int64),
+        tf.random.stateless_uniform(
+            [1], _seed_pair(seed), minval=None, maxval=None, dtype=tf.int64
+        ),
         tf.uint64,
     )
 
     def draw(shape, first_row):
-        counter = tf.bitcast(tf.stack([tf.cast(first_row, tf.int64) * steps, tf.constant(0, tf.int64)]), tf.uint64)
+        counter = tf.bitcast(
+            tf.stack([tf.cast(first_row, tf.int64) * steps, tf.constant(0, tf.int64)]), tf.uint64
+        )
         return tf.raw_ops.StatelessRandomUniformV2(
-            shape=shape, key=key, counter=counter, alg=tf.random.Algorithm.PHILOX.value, dtype=tf.float32
+            shape=shape,
+            key=key,
+            counter=counter,
+            alg=tf.random.Algorithm.PHILOX.value,
+            dtype=tf.float32,
         )
 
     if example_ids is None:
@@ -129,7 +139,9 @@ def _example_uniform(
 
 def _per_example_size(tensor: tf.Tensor, what: str) -> int:
     if tensor.shape.rank is None or tensor.shape.rank < 2:
-        raise ValueError(f"{what} must be a batch [batch, ...] of rank >= 2, got shape {tensor.shape}.")
+        raise ValueError(
+            f"{what} must be a batch [batch, ...] of rank >= 2, got shape {tensor.shape}."
+        )
     size = tensor.shape[1:].num_elements()
     if size is None:
         raise ValueError(f"{what} need a known shape after the batch axis, got {tensor.shape}.")
@@ -175,7 +187,9 @@ def add_pixel_noise(
     eta = _check_level(eta)
     images = tf.convert_to_tensor(images)
     if not images.dtype.is_floating:
-        raise TypeError(f"images must be floats in [0, 1] (scale uint8 pixels by 1/255), got dtype {images.dtype.name}.")
+        raise TypeError(
+            f"images must be floats in [0, 1] (scale uint8 pixels by 1/255), got dtype {images.dtype.name}."
+        )
     pixels = _per_example_size(images, "images")
     count = math.floor(pixels * eta + _COUNT_EPSILON)
     if count == 0:
@@ -230,7 +244,9 @@ def blend_white_noise(
     samples = _per_example_size(waveforms, "waveforms")
     if eta == 0.0:
         return waveforms
-    noise = _example_uniform(tf.shape(waveforms)[0], samples, seed, example_ids, minval=-1.0, maxval=1.0)
+    noise = _example_uniform(
+        tf.shape(waveforms)[0], samples, seed, example_ids, minval=-1.0, maxval=1.0
+    )
     noise = tf.reshape(tf.cast(noise, waveforms.dtype), tf.shape(waveforms))
     return (1.0 - eta) * waveforms + eta * noise
 
@@ -276,7 +292,9 @@ class NoiseReport:
                 f"{len(self.noise_levels)} noise levels but {len(self.correct)} correct counts."
             )
         if self.test_size <= 0 or any(not 0 <= c <= self.test_size for c in self.correct):
-            raise ValueError(f"Correct counts {self.correct} do not fit test_size {self.test_size}.")
+            raise ValueError(
+                f"Correct counts {self.correct} do not fit test_size {self.test_size}."
+            )
 
     @property
     def accuracies(self) -> tuple[float, ...]:
@@ -320,7 +338,9 @@ class NoiseReport:
     def from_dict(cls, data: dict[str, Any]) -> NoiseReport:
         """Inverse of `to_dict` (derived entries are checked, not trusted)."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = {"model_name", "dataset", "noise_levels", "correct", "test_size", "seed"} - set(data)
+        missing = {"model_name", "dataset", "noise_levels", "correct", "test_size", "seed"} - set(
+            data
+        )
         if missing:
             raise ValueError(f"Noise report is missing {sorted(missing)}.")
         report = cls(**{key: value for key, value in data.items() if key in fields})
@@ -346,7 +366,9 @@ class NoiseReport:
             "| noise level | accuracy | correct |",
             "|---:|---:|---:|",
         ]
-        for level, accuracy, count in zip(self.noise_levels, self.accuracies, self.correct, strict=True):
+        for level, accuracy, count in zip(
+            self.noise_levels, self.accuracies, self.correct, strict=True
+        ):
             lines.append(f"| {level:.2f} | {100 * accuracy:.2f}% | {count:,} |")
         lines += ["", f"Noise score: **{self.noise_score:,}** / {self.max_score:,}"]
         return "\n".join(lines) + "\n"
@@ -357,7 +379,9 @@ class NoiseReport:
             f"{self.model_name} on {self.dataset} ({self.test_size:,} test examples, seed {self.seed})",
             f"{'noise level':>11}  {'accuracy':>8}  {'correct':>9}",
         ]
-        for level, accuracy, count in zip(self.noise_levels, self.accuracies, self.correct, strict=True):
+        for level, accuracy, count in zip(
+            self.noise_levels, self.accuracies, self.correct, strict=True
+        ):
             lines.append(f"{level:>11.2f}  {100 * accuracy:>7.2f}%  {count:>9,}")
         lines.append(f"noise score: {self.noise_score:,} / {self.max_score:,}")
         return "\n".join(lines)
@@ -434,7 +458,9 @@ def noise_examples_figure(
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if images.ndim != 3 or len(images) == 0:
-        raise ValueError(f"images must be [N, height, width] with N >= 1, got shape {images.shape}.")
+        raise ValueError(
+            f"images must be [N, height, width] with N >= 1, got shape {images.shape}."
+        )
     levels = [_check_level(level) for level in levels]
     if not levels:
         raise ValueError("levels must name at least one noise level.")
@@ -473,7 +499,11 @@ class _TestData:
             # Slicing in-memory arrays skips a tf.data pipeline and its start-up cost per level.
             inputs, labels = self.arrays
             for start in range(0, len(labels), batch_size):
-                yield start, tf.constant(inputs[start : start + batch_size]), labels[start : start + batch_size]
+                yield (
+                    start,
+                    tf.constant(inputs[start : start + batch_size]),
+                    labels[start : start + batch_size],
+                )
             return
         start = 0
         for inputs, labels in self.examples.batch(batch_size).prefetch(tf.data.AUTOTUNE):
@@ -484,7 +514,9 @@ class _TestData:
 
 def _check_levels(noise_levels: Sequence[float]) -> tuple[float, ...]:
     if isinstance(noise_levels, str | bytes) or not isinstance(noise_levels, Sequence | np.ndarray):
-        raise ValueError(f"noise_levels must be a sequence of numbers in [0, 1], got {noise_levels!r}.")
+        raise ValueError(
+            f"noise_levels must be a sequence of numbers in [0, 1], got {noise_levels!r}."
+        )
     levels = tuple(_check_level(level) for level in noise_levels)
     if not levels:
         raise ValueError("noise_levels is empty: give at least one noise level in [0, 1].")
@@ -498,7 +530,11 @@ def _mnist_data(data_dir, max_examples) -> _TestData:
     images, labels = images[:max_examples], labels[:max_examples]
     pixels = images[..., None].astype(np.float32) / 255.0
     return _TestData(
-        "mnist", add_pixel_noise, mnist.normalize_images, len(mnist.CLASS_NAMES), arrays=(pixels, labels)
+        "mnist",
+        add_pixel_noise,
+        mnist.normalize_images,
+        len(mnist.CLASS_NAMES),
+        arrays=(pixels, labels),
     )
 
 
@@ -509,16 +545,22 @@ def _audio_data(name, data_dir, max_examples) -> _TestData:
     except ModuleNotFoundError as err:
         if err.name != module_name:
             raise
-        raise ValueError(f"Dataset {name!r} needs {module_name}, which this installation lacks.") from err
+        raise ValueError(
+            f"Dataset {name!r} needs {module_name}, which this installation lacks."
+        ) from err
     features = getattr(module, "log_mel", None)
     if features is None:
         from sparse_keras.data import audio
 
         features = audio.log_mel
-    examples = module.load("test", batch_size=None, data_dir=data_dir, return_waveforms=True)
+    options = {"cache": False} if "cache" in inspect.signature(module.load).parameters else {}
+    examples = module.load(
+        "test", batch_size=None, data_dir=data_dir, return_waveforms=True, **options
+    )
     if max_examples is not None:
         examples = examples.take(max_examples)
-    # Decoding the clips once (not once per level) is most of the input cost.
+    # Decoding the clips once (not once per level) is most of the input cost. The cache
+    # goes after `take` so that a subset is cached whole (TF discards partial caches).
     examples = examples.cache()
     return _TestData(name, blend_white_noise, features, len(module.CLASS_NAMES), examples=examples)
 
@@ -526,9 +568,13 @@ def _audio_data(name, data_dir, max_examples) -> _TestData:
 def _user_data(dataset: tf.data.Dataset, noise_fn, max_examples) -> _TestData:
     spec = dataset.element_spec
     if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(f"A custom dataset must yield (input, label) pairs, got element spec {spec}.")
+        raise ValueError(
+            f"A custom dataset must yield (input, label) pairs, got element spec {spec}."
+        )
     if noise_fn is None:
-        raise ValueError("A custom dataset needs a noise_fn(inputs, eta, seed) that corrupts a batch.")
+        raise ValueError(
+            "A custom dataset needs a noise_fn(inputs, eta, seed) that corrupts a batch."
+        )
     label_spec = spec[1]
     if not label_spec.dtype.is_integer:
         raise ValueError(f"Labels must be integer class ids, got dtype {label_spec.dtype.name}.")
@@ -546,10 +592,14 @@ def _takes_example_ids(noise_fn) -> bool:
         parameters = inspect.signature(noise_fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == "example_ids" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return any(
+        p.name == "example_ids" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
+    )
 
 
-def _corrupt_fn(data: _TestData, eta: float, seed: int) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+def _corrupt_fn(
+    data: _TestData, eta: float, seed: int
+) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
     """A graph function `(inputs, first_example_index, batch_index) -> noisy features`."""
     # Seeding by the level's value (not its position) keeps the noise of a level the
     # same whichever other levels are evaluated.
@@ -562,7 +612,9 @@ def _corrupt_fn(data: _TestData, eta: float, seed: int) -> Callable[[tf.Tensor, 
             example_ids = first_example + tf.range(tf.shape(inputs, out_type=tf.int64)[0])
             inputs = data.noise_fn(inputs, eta, level_seed, example_ids=example_ids)
         else:
-            inputs = data.noise_fn(inputs, eta, tf.random.experimental.stateless_fold_in(level_seed, batch_index))
+            inputs = data.noise_fn(
+                inputs, eta, tf.random.experimental.stateless_fold_in(level_seed, batch_index)
+            )
         return inputs if data.preprocess is None else data.preprocess(inputs)
 
     return corrupt
@@ -574,19 +626,29 @@ def _predict_fn(model) -> Callable[[tf.Tensor], Any]:
     if isinstance(model, keras.layers.Layer):  # keras.Model included
         # A graph function runs inference several times faster than eager calls;
         # training=False selects the k-winners' inference k and frozen statistics.
-        return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+        @tf.function(reduce_retracing=True)
+        def predict(inputs):
+            return model(inputs, training=False)
+
+        return predict
     if callable(model):
         return model
-    raise TypeError(f"model must be a keras.Model or a callable returning logits, got {type(model).__name__}.")
+    raise TypeError(
+        f"model must be a keras.Model or a callable returning logits, got {type(model).__name__}."
+    )
 
 
 def _model_name(model, model_name: str | None) -> str:
     if model_name:
         return model_name
-    return str(getattr(model, "name", None) or getattr(model, "__name__", None) or type(model).__name__)
+    return str(
+        getattr(model, "name", None) or getattr(model, "__name__", None) or type(model).__name__
+    )
 
 
-def _check_outputs(outputs, num_classes: int | None, labels: np.ndarray, dataset: str) -> np.ndarray:
+def _check_outputs(
+    outputs, num_classes: int | None, labels: np.ndarray, dataset: str
+) -> np.ndarray:
     outputs = np.asarray(outputs)
     if outputs.ndim != 2 or outputs.shape[0] != len(labels):
         raise ValueError(
@@ -595,9 +657,13 @@ def _check_outputs(outputs, num_classes: int | None, labels: np.ndarray, dataset
         )
     width = outputs.shape[1]
     if num_classes is not None and width != num_classes:
-        raise ValueError(f"The model outputs {width} classes but {dataset} has {num_classes} classes.")
+        raise ValueError(
+            f"The model outputs {width} classes but {dataset} has {num_classes} classes."
+        )
     if len(labels) and labels.max() >= width:
-        raise ValueError(f"Label {labels.max()} is out of range for a model that outputs {width} classes.")
+        raise ValueError(
+            f"Label {labels.max()} is out of range for a model that outputs {width} classes."
+        )
     return outputs
 
 
@@ -644,13 +710,15 @@ def evaluate(
     noise then depends on the batch size.
 
     Args:
-        model: A `keras.Model` (run in inference mode as a compiled graph) or any
-            callable mapping a feature batch to logits or probabilities `[batch, classes]`.
+        model: A `keras.Model` (run in inference mode as a compiled graph), any
+            callable mapping a feature batch to logits or probabilities `[batch, classes]`,
+            or a zoo name / `.keras` path (see `load_model`).
         dataset: "mnist", "gsc" (or "fsdd", where installed), or a `tf.data.Dataset`.
         noise_levels: Levels in `[0, 1]`; default 0.00, 0.05, ..., 0.50.
         seed: Noise seed.
         batch_size: Examples per model call.
-        data_dir: Where the named dataset lives (default: `SPARSE_KERAS_DATA`).
+        data_dir: The named dataset's own directory (MNIST: the IDX files; GSC: the
+            v0.01 tree); default `$SPARSE_KERAS_DATA/<dataset>`.
         noise_fn: Replaces the dataset's noise: `noise_fn(inputs, eta, seed)` on a batch
             of raw inputs, TF ops (it runs in `tf.data`). Required for custom datasets.
         preprocess: Replaces the dataset's feature step (TF ops, on a batch).
@@ -676,18 +744,24 @@ def evaluate(
     200
     """
     levels = _check_levels(noise_levels)
+    if not isinstance(dataset, tf.data.Dataset) and dataset not in DATASETS:
+        raise ValueError(
+            f"Unknown dataset {dataset!r}; expected one of {DATASETS} or a tf.data.Dataset."
+        )
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if max_examples is not None and int(max_examples) < 1:
         raise ValueError(f"max_examples must be a positive integer or None, got {max_examples!r}.")
+    if isinstance(model, str | os.PathLike):
+        path = pathlib.Path(model)
+        model_name = model_name or (path.stem if path.suffix == ".keras" else str(model))
+        model = load_model(model)
     if isinstance(dataset, tf.data.Dataset):
         data = _user_data(dataset, noise_fn, max_examples)
     elif dataset == "mnist":
         data = _mnist_data(data_dir, max_examples)
-    elif dataset in _AUDIO_MODULES:
-        data = _audio_data(dataset, data_dir, max_examples)
     else:
-        raise ValueError(f"Unknown dataset {dataset!r}; expected one of {DATASETS} or a tf.data.Dataset.")
+        data = _audio_data(dataset, data_dir, max_examples)
     data.noise_fn = noise_fn or data.noise_fn
     data.preprocess = preprocess or data.preprocess
     data.num_classes = num_classes or data.num_classes
@@ -710,7 +784,9 @@ def evaluate(
             if batch is None:
                 break
             first_example, inputs, labels = batch
-            features = corrupt(inputs, tf.constant(first_example, tf.int64), tf.constant(batch_index, tf.int64))
+            features = corrupt(
+                inputs, tf.constant(first_example, tf.int64), tf.constant(batch_index, tf.int64)
+            )
             tock = time.perf_counter()
             labels = np.asarray(labels).astype(np.int64)
             outputs = _check_outputs(predict(features), data.num_classes, labels, data.name)
@@ -767,7 +843,9 @@ def load_model(name_or_path: str | os.PathLike):
 
         return keras.models.load_model(path)
     if path.is_file():
-        raise ValueError(f"{str(path)!r} is a file but not a .keras model; save models with model.save('x.keras').")
+        raise ValueError(
+            f"{str(path)!r} is a file but not a .keras model; save models with model.save('x.keras')."
+        )
     return _zoo_module(str(name_or_path)).load(str(name_or_path))
 
 
@@ -775,9 +853,13 @@ def _zoo_module(name: str):
     try:
         zoo = importlib.import_module("sparse_keras.zoo")
     except ImportError as err:
-        raise ValueError(f"{name!r} is not a .keras file and the model zoo cannot be imported: {err}") from err
+        raise ValueError(
+            f"{name!r} is not a .keras file and the model zoo cannot be imported: {err}"
+        ) from err
     if not hasattr(zoo, "load"):
-        raise ValueError(f"{name!r} is not a .keras file and the model zoo (sparse_keras.zoo) is not available.")
+        raise ValueError(
+            f"{name!r} is not a .keras file and the model zoo (sparse_keras.zoo) is not available."
+        )
     return zoo
 
 
@@ -788,7 +870,9 @@ def default_dataset(name_or_path: str | os.PathLike) -> str:
         dataset = _zoo_module(str(name_or_path)).info(str(name_or_path))["dataset"]
         if dataset in DATASETS:
             return dataset
-        raise ValueError(f"Zoo model {str(name_or_path)!r} was trained on {dataset!r}, which evaluate does not know.")
+        raise ValueError(
+            f"Zoo model {str(name_or_path)!r} was trained on {dataset!r}, which evaluate does not know."
+        )
     for prefix in _AUDIO_MODULES:
         if path.stem.startswith(prefix):
             return prefix
@@ -802,7 +886,9 @@ def _parse_levels(text: str) -> tuple[float, ...]:
     try:
         levels = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError as err:
-        raise ValueError(f"--levels must be comma-separated numbers such as 0,0.05,0.1; got {text!r}.") from err
+        raise ValueError(
+            f"--levels must be comma-separated numbers such as 0,0.05,0.1; got {text!r}."
+        ) from err
     return _check_levels(levels)
 
 
@@ -829,11 +915,18 @@ def register_cli(subparsers) -> None:
         help="comma-separated noise levels in [0, 1] (default: 0,0.05,...,0.5)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="examples per model call (default 1000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="examples per model call (default 1000)"
+    )
     parser.add_argument("--max-examples", type=int, help="evaluate only the first N test examples")
-    parser.add_argument("--data-dir", help="dataset directory (default: $SPARSE_KERAS_DATA)")
+    parser.add_argument(
+        "--data-dir",
+        help="the dataset's directory (MNIST IDX files / GSC tree; default $SPARSE_KERAS_DATA/<dataset>)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
-    parser.add_argument("--plot", metavar="PATH", help="save the accuracy-vs-noise plot (e.g. out.png)")
+    parser.add_argument(
+        "--plot", metavar="PATH", help="save the accuracy-vs-noise plot (e.g. out.png)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_cli)
 
@@ -841,10 +934,8 @@ def register_cli(subparsers) -> None:
 def _run_cli(args) -> int:
     levels = _parse_levels(args.levels)
     dataset = args.dataset or default_dataset(args.model)
-    model = load_model(args.model)
-    path = pathlib.Path(args.model)
     report = evaluate(
-        model,
+        args.model,
         dataset,
         noise_levels=levels,
         seed=args.seed,
@@ -852,7 +943,6 @@ def _run_cli(args) -> int:
         data_dir=args.data_dir,
         progress=not args.no_progress,
         max_examples=args.max_examples,
-        model_name=path.stem if path.suffix == ".keras" else args.model,
     )
     print(report.to_text())
     if args.json:

@@ -10,6 +10,10 @@ noise level, the noise score, epochs, wall time, package versions and git commit
 An interrupted run resumes from its last completed epoch; each epoch's data order
 is derived from (seed, epoch), so a resumed run sees the same batches as an
 uninterrupted one.
+
+`--strategy mirrored` trains on all local GPUs, `--strategy multiworker` on a cluster
+described by `TF_CONFIG` (docs/distributed.md): every step processes the recipe's
+global batch, split over the replicas.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras import models
+from sparse_keras import distribute, models
 from sparse_keras.callbacks import BoostDecay, DutyCycleMonitor
 from training.recipe import Recipe, get_recipe, list_recipes
 
@@ -144,6 +148,17 @@ def compile_for_epoch(model: keras.Model, recipe: Recipe, optimizer=None) -> ker
 class RunDir:
     """A seed's working folder: checkpoint, state, logs."""
 
+    @classmethod
+    def for_seed(
+        cls, runs_dir: pathlib.Path, recipe: Recipe, seed: int, strategy: tf.distribute.Strategy
+    ) -> RunDir:
+        path = runs_dir / recipe.name / f"seed{seed}"
+        if not distribute.is_chief(strategy):
+            # Other workers of a cluster keep their own (identical) checkpoints apart
+            # from the chief's, as MultiWorkerMirroredStrategy recommends.
+            path = path / f"worker{strategy.cluster_resolver.task_id}"
+        return cls(path)
+
     def __init__(self, path: pathlib.Path):
         self.path = path
         self.checkpoint = path / "checkpoint.keras"
@@ -181,24 +196,34 @@ def train_seed(
     max_train_examples: int | None = None,
     epochs: int | None = None,
     verbose: int | str = "auto",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[keras.Model, dict]:
-    """Trains (or resumes) one seed of a recipe; returns the selected model and the run state."""
-    run = RunDir(runs_dir / recipe.name / f"seed{seed}")
+    """Trains (or resumes) one seed of a recipe; returns the selected model and the run state.
+
+    The model is built (or restored) inside `strategy.scope()`; every step trains on
+    one of the recipe's global batches, split over the strategy's replicas.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    run = RunDir.for_seed(runs_dir, recipe, seed, strategy)
     run.path.mkdir(parents=True, exist_ok=True)
     epochs = epochs or recipe.epochs
     state = run.state()
     data = TrainingData(recipe, data_dir, max_train_examples)
-    if state["epochs_done"] and run.checkpoint.exists():
-        model = keras.models.load_model(run.checkpoint)
-        print(
-            f"[{recipe.name} seed {seed}] resuming after epoch {state['epochs_done']}", flush=True
-        )
-    else:
-        keras.utils.set_random_seed(seed)
-        model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
-        compile_for_epoch(model, recipe)
-        state = run.state() | {"epochs_done": 0}
-    validation = data.validation() if recipe.select == "best_val" else None
+    with strategy.scope():
+        if state["epochs_done"] and run.checkpoint.exists():
+            model = keras.models.load_model(run.checkpoint)
+            print(
+                f"[{recipe.name} seed {seed}] resuming after epoch {state['epochs_done']}",
+                flush=True,
+            )
+        else:
+            keras.utils.set_random_seed(seed)
+            model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
+            compile_for_epoch(model, recipe)
+            state = run.state() | {"epochs_done": 0}
+    validation = None
+    if recipe.select == "best_val":
+        validation = distribute.distribute_global_batches(strategy, data.validation)
     tensorboard = keras.callbacks.TensorBoard(run.path / "tensorboard", update_freq="epoch")
     callbacks = [
         BoostDecay(recipe.boost_decay),
@@ -209,8 +234,12 @@ def train_seed(
     for epoch in range(state["epochs_done"], epochs):
         keras.utils.set_random_seed(seed * 1000 + epoch)
         start = time.perf_counter()
+        train = data.train(epoch, seed)
+        # A distributed dataset's length is unknown to Keras: give it the number of steps.
+        steps = int(train.cardinality())
         history = model.fit(
-            data.train(epoch, seed),
+            distribute.distribute_global_batches(strategy, lambda: train),
+            steps_per_epoch=steps if steps > 0 and strategy.num_replicas_in_sync > 1 else None,
             initial_epoch=epoch,
             epochs=epoch + 1,
             validation_data=validation,
@@ -253,7 +282,7 @@ def evaluate_and_record(
         "network": recipe.network,
         "dataset": recipe.dataset,
         "seed": seed,
-        "clean_accuracy": report_dict["accuracy"][0]
+        "clean_accuracy": report_dict["accuracies"][0]
         if report_dict["noise_levels"][0] == 0
         else None,
         "noise": report_dict,
@@ -303,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=pathlib.Path, default=RESULTS_DIR)
     parser.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
     parser.add_argument(
+        "--strategy",
+        choices=distribute.STRATEGIES,
+        default="default",
+        help="tf.distribute strategy: default (one device), mirrored (all local GPUs), "
+        "multiworker (the cluster in TF_CONFIG; see docs/distributed.md)",
+    )
+    parser.add_argument(
         "--skip-evaluation",
         action="store_true",
         help="train only; evaluate later with --evaluate-only",
@@ -313,12 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluate the finished runs' final weights again",
     )
     args = parser.parse_args(argv)
+    # Before any other TensorFlow work: the multi-worker runtime must start first.
+    strategy = distribute.make_strategy(args.strategy)
     recipe = get_recipe(args.recipe)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        run = RunDir.for_seed(args.runs_dir, recipe, seed, strategy)
         if args.evaluate_only:
-            run = RunDir(args.runs_dir / recipe.name / f"seed{seed}")
             if not run.final_weights.exists():
                 raise FileNotFoundError(
                     f"No finished run for {recipe.name} seed {seed}: {run.final_weights} is missing."
@@ -336,11 +374,17 @@ def main(argv: list[str] | None = None) -> int:
                 args.max_train_examples,
                 args.epochs,
                 verbose,
+                strategy,
             )
             state["command"] = command
-            RunDir(args.runs_dir / recipe.name / f"seed{seed}").state_file.write_text(
-                json.dumps(state, indent=1)
-            )
+            run.state_file.write_text(json.dumps(state, indent=1))
+            if strategy.num_replicas_in_sync > 1 or args.strategy == "multiworker":
+                # Evaluate a one-device copy: a distributed predict would need every
+                # worker, and the weights are the same.
+                model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
+                model.load_weights(run.final_weights)
+        if not distribute.is_chief(strategy):
+            continue  # the chief alone writes the results
         if not args.skip_evaluation:
             evaluate_and_record(
                 model, recipe, seed, state, args.results_dir, args.data_dir, command
