@@ -9,6 +9,11 @@ it:
 | --- | --- | --- |
 | mnist | `images`: uint8 `[batch, 28, 28]` (0-255) | `serving_float` (`images`, float32 in [0, 1]), `serving_features` |
 | gsc, fsdd | `waveforms`: float32 `[batch, samples]`, 16 kHz in [-1, 1], any length | `serving_pcm16` (`waveforms`, int16 PCM), `serving_features` |
+| fsdd | | `serving_8khz` (`waveforms`, float32 at FSDD's own 8 kHz, resampled inside) |
+
+Audio is padded with zeros or cropped to 1 s as the dataset's training pipeline does
+it: at the end for GSC (the paper's `FixAudioLength`), centred for FSDD's trimmed
+clips (`fsdd.load`'s default).
 
 `serving_features` (input `features`) takes the network's own input, for clients
 that compute features themselves. Every signature returns `probabilities` (float32
@@ -32,13 +37,14 @@ import pathlib
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras.data import audio, mnist
+from sparse_keras.data import audio, fsdd, gsc, mnist
 from sparse_keras.data.download import data_root
 
 DATASETS = ("mnist", "gsc", "fsdd")
@@ -47,6 +53,10 @@ FEATURE_SHAPES = {
     "gsc": audio.FEATURE_SHAPE,
     "fsdd": audio.FEATURE_SHAPE,
 }
+# Where a clip shorter or longer than 1 s sits in the window, as each training
+# pipeline has it: GSC pads/crops at the end (the paper's FixAudioLength), FSDD's
+# trimmed clips are centred (`fsdd.load(align="center")`, its default).
+AUDIO_ALIGN = {"gsc": "start", "fsdd": "center"}
 WARMUP_FILE = "tf_serving_warmup_requests"
 OUTPUT_NAMES = ("probabilities", "class_ids", "class_names")
 # Examples in the warm-up file; requests of batch 1 and of all of them, per signature.
@@ -71,17 +81,43 @@ class _Endpoint:
 
 
 def mnist_features(pixels: tf.Tensor) -> tf.Tensor:
-    """`[batch, 28, 28]` pixels in [0, 1] → the networks' `[batch, 28, 28, 1]` input."""
+    """MNIST pixels in [0, 1] → the networks' normalised input (as `mnist.load` makes it).
+
+    Args:
+        pixels: float `[batch, 28, 28]`.
+
+    Returns:
+        float32 `[batch, 28, 28, 1]`, `(pixels - 0.1307) / 0.3081`.
+    """
     return mnist.normalize_images(tf.convert_to_tensor(pixels, tf.float32))[..., None]
 
 
-def audio_features(waveforms: tf.Tensor) -> tf.Tensor:
-    """16 kHz float waveforms `[batch, samples]` → log-mel `[batch, 32, 32, 1]`.
+def audio_features(waveforms: tf.Tensor, align: str = "start") -> tf.Tensor:
+    """16 kHz waveforms → the networks' log-mel input, as the GSC/FSDD pipelines make it.
 
-    The GSC/FSDD pipelines' own feature function: pads with zeros or crops to 16,000
-    samples, then the paper's log-mel spectrogram.
+    Pads with zeros or crops to 16,000 samples (`audio.fix_length`), then the paper's
+    log-mel spectrogram (`audio.log_mel`).
+
+    Args:
+        waveforms: float `[batch, samples]` in [-1, 1], any number of samples.
+        align: Where a clip sits in the 1-s window: "start" (GSC, the paper's
+            `FixAudioLength`) or "center" (the FSDD pipeline's default).
+
+    Returns:
+        float32 `[batch, 32, 32, 1]` in [-80, 0] dB.
     """
-    return audio.log_mel(tf.convert_to_tensor(waveforms, tf.float32))
+    waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+    return audio.log_mel(audio.fix_length(waveforms, audio.CLIP_SAMPLES, align=align))
+
+
+def _upsample_fsdd(waveforms: tf.Tensor) -> tf.Tensor:
+    """8 kHz `[batch, samples]` → 16 kHz `[batch, 2 * samples]`, FSDD's own resampler."""
+    up = audio.SAMPLE_RATE // fsdd.SAMPLE_RATE
+    return tf.map_fn(
+        lambda clip: audio.resample_poly(clip, up, 1),
+        tf.convert_to_tensor(waveforms, tf.float32),
+        fn_output_signature=tf.TensorSpec([None], tf.float32),
+    )
 
 
 def _endpoints(dataset: str) -> list[_Endpoint]:
@@ -105,16 +141,20 @@ def _endpoints(dataset: str) -> list[_Endpoint]:
             ),
         ]
     else:
+        align = AUDIO_ALIGN[dataset]
+
+        def float_to_features(waveforms):
+            return audio_features(waveforms, align)
 
         def pcm16_to_features(samples):
             # int16 full scale is 32768, as in `tf.audio.decode_wav` and librosa.
-            return audio_features(tf.cast(samples, tf.float32) / 32768.0)
+            return audio_features(tf.cast(samples, tf.float32) / 32768.0, align)
 
         raw = [
             _Endpoint(
                 "serving_default",
                 tf.TensorSpec([None, None], tf.float32, name="waveforms"),
-                audio_features,
+                float_to_features,
                 lambda waves: waves.astype(np.float32),
             ),
             _Endpoint(
@@ -124,6 +164,16 @@ def _endpoints(dataset: str) -> list[_Endpoint]:
                 lambda waves: np.clip(np.round(waves * 32768.0), -32768, 32767).astype(np.int16),
             ),
         ]
+        if dataset == "fsdd":
+            raw.append(
+                _Endpoint(
+                    "serving_8khz",
+                    tf.TensorSpec([None, None], tf.float32, name="waveforms"),
+                    lambda waves: float_to_features(_upsample_fsdd(waves)),
+                    # Every other sample of the 16 kHz warm-up clip: an 8 kHz clip.
+                    lambda waves: waves[:, ::2].astype(np.float32),
+                )
+            )
     default = raw[0]
     features = _Endpoint(
         "serving_features",
@@ -153,7 +203,7 @@ def _known_input_shape(model) -> tuple | None:
         shape = model.input_shape
     except (AttributeError, ValueError, TypeError):
         return None  # a subclassed model: no recorded inputs
-    if isinstance(shape, list) or (shape and isinstance(shape[0], tuple | list)):
+    if isinstance(shape, list | dict) or (shape and isinstance(shape[0], tuple | list)):
         raise ValueError(
             f"Model {model.name!r} has several inputs {shape}; export_for_serving supports "
             "single-input networks (features → logits)."
@@ -180,9 +230,9 @@ def _resolve_dataset(model, dataset: str | None) -> str:
     if input_shape == tuple(mnist.IMAGE_SHAPE):
         return "mnist"
     if input_shape == tuple(audio.FEATURE_SHAPE):
-        # GSC and FSDD share the features; the class names tell them apart, and the
-        # zoo names each model's dataset anyway.
-        return "gsc"
+        # GSC and FSDD share the features but not the clip alignment; zoo names start
+        # with the dataset the weights were trained on (DESIGN.md), so use that.
+        return "fsdd" if model.name.startswith("fsdd") else "gsc"
     raise ValueError(
         f"Cannot infer the dataset of model {model.name!r} from its input shape {input_shape}: "
         f"expected {tuple(mnist.IMAGE_SHAPE)} (mnist) or {tuple(audio.FEATURE_SHAPE)} (gsc/fsdd). "
@@ -209,15 +259,7 @@ def default_class_names(dataset: str) -> tuple[str, ...]:
         return tuple(mnist.CLASS_NAMES)
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; expected one of {DATASETS}.")
-    from sparse_keras.data import gsc
-
-    if dataset == "fsdd":
-        try:
-            from sparse_keras.data import fsdd
-        except ImportError:
-            fsdd = gsc  # FSDD digits use GSC's label ids
-        return tuple(getattr(fsdd, "CLASS_NAMES", gsc.CLASS_NAMES))
-    return tuple(gsc.CLASS_NAMES)
+    return tuple(fsdd.CLASS_NAMES if dataset == "fsdd" else gsc.CLASS_NAMES)
 
 
 def _num_classes(model, features_spec: tf.TensorSpec) -> int:
@@ -278,6 +320,14 @@ def _check_graph(model, signature: str, concrete_function) -> None:
             f"the {signature!r} graph would change the model on every request. Make that layer "
             "update its state only when called with training=True."
         )
+
+
+def _serving_api_available() -> bool:
+    try:
+        from tensorflow_serving.apis import prediction_log_pb2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _next_version(model_dir: pathlib.Path) -> int:
@@ -342,51 +392,34 @@ def _real_mnist_images(count: int) -> np.ndarray | None:
     return images[:count]
 
 
-def _gsc_test_clips(count: int) -> list[pathlib.Path]:
-    """Digit clips of the official test list, from a GSC tree if one is on disk."""
-    from sparse_keras.data import gsc
-
+def _gsc_test_waveforms(count: int) -> list[tf.Tensor]:
+    """Digit clips of the official test list, read as `gsc.load` reads them."""
     root = data_root(None, "gsc")
     # The full tree where `gsc.find_tree` looks, else any tree below the data folder
     # (such as the 300-clip `sample_v0.01`).
-    candidates = (
-        [None, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else [None]
-    )
-    for tree in candidates:
+    trees = [None, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else [None]
+    for tree in trees:
         try:
             paths, _ = gsc.list_clips("test", data_dir=tree, download=False, check_files=False)
         except (FileNotFoundError, ValueError):
             continue
         if paths:
-            return paths[:count]
+            return [
+                audio.fix_length(audio.decode_wav(tf.constant(str(p)), gsc.SAMPLE_RATE))
+                for p in paths[:count]
+            ]
     return []
 
 
-def _fsdd_test_clips(count: int) -> list[pathlib.Path]:
-    # FSDD's official test set is recording indices 0-4.
-    recordings = data_root(None, "fsdd") / "recordings"
-    clips = (recordings / f"{digit}_jackson_0.wav" for digit in range(10))
-    return [clip for clip in clips if clip.is_file()][:count]
-
-
-def _real_waveforms(dataset: str, count: int) -> np.ndarray | None:
-    clips = _fsdd_test_clips(count) if dataset == "fsdd" else _gsc_test_clips(count)
-    if not clips:
-        return None
-    waves = []
-    for clip in clips:
-        try:
-            samples, rate = audio.read_wav(clip)
-        except (OSError, ValueError):
-            return None
-        if samples.ndim > 1:
-            samples = samples.mean(axis=1)
-        if rate != audio.SAMPLE_RATE:
-            if audio.SAMPLE_RATE % rate:
-                return None
-            samples = audio.resample_poly(samples, audio.SAMPLE_RATE // rate, 1).numpy()
-        waves.append(audio.fix_length(tf.constant(samples, tf.float32)[None]).numpy()[0])
-    return np.stack(waves)
+def _fsdd_test_waveforms(count: int) -> list[tf.Tensor]:
+    """FSDD test clips, read (8 → 16 kHz, centred) as `fsdd.load` reads them."""
+    try:
+        paths, _ = fsdd.list_clips("test", download=False, check_files=False)
+    except (FileNotFoundError, ValueError):
+        return []
+    # Spread over the sorted list, so different digits and speakers.
+    chosen = paths[:: max(1, len(paths) // count)][:count]
+    return [fsdd.load_waveform(tf.constant(str(p))) for p in chosen]
 
 
 def warmup_examples(dataset: str, count: int = WARMUP_EXAMPLES) -> np.ndarray:
@@ -398,14 +431,19 @@ def warmup_examples(dataset: str, count: int = WARMUP_EXAMPLES) -> np.ndarray:
 
     Returns:
         MNIST: uint8 `[count, 28, 28]` test images (zeros if MNIST is not on disk).
-        Audio: float32 `[count, 16000]` 16 kHz test clips (silence if none is on disk).
+        Audio: float32 `[count, 16000]` 16 kHz test clips, as the dataset's pipeline
+        reads them (silence if none is on disk).
     """
     if dataset == "mnist":
         images = _real_mnist_images(count)
         return images if images is not None else np.zeros([count, 28, 28], np.uint8)
-    waves = _real_waveforms(dataset, count)
-    if waves is None:
+    try:
+        clips = _fsdd_test_waveforms(count) if dataset == "fsdd" else _gsc_test_waveforms(count)
+    except (OSError, tf.errors.OpError):  # an unreadable clip: warm up on silence instead
+        clips = []
+    if not clips:
         return np.zeros([count, audio.CLIP_SAMPLES], np.float32)
+    waves = np.stack([clip.numpy() for clip in clips])
     # Fewer real clips than asked for: repeat them, the server only needs the shapes.
     return np.resize(waves, (count, waves.shape[1])).astype(np.float32)
 
@@ -429,8 +467,9 @@ def export_for_serving(
     Signatures (see the module docstring for the table): `serving_default` takes
     uint8 MNIST images `[batch, 28, 28]` (input `images`) or float32 16 kHz
     waveforms `[batch, samples]` of any length (input `waveforms`); `serving_float`
-    (MNIST, [0, 1] floats) or `serving_pcm16` (audio, int16 samples) take the other
-    common raw form; `serving_features` takes the network's own features. All return
+    (MNIST, [0, 1] floats), `serving_pcm16` (audio, int16 samples) and
+    `serving_8khz` (FSDD, 8 kHz floats) take other common raw forms;
+    `serving_features` takes the network's own features. All return
     `probabilities`, `class_ids` and `class_names`. Preprocessing is the training
     pipeline's own code, and the network runs with `training=False`.
 
@@ -441,7 +480,9 @@ def export_for_serving(
         version: Version number, a positive integer; default one more than the
             highest version already in `<export_dir>/<model_name>` (1 if none).
         dataset: "mnist", "gsc" or "fsdd"; default inferred from the input shape
-            (28×28×1 → mnist, 32×32×1 → gsc).
+            (28×28×1 → mnist; 32×32×1 → fsdd if the model's name starts with "fsdd",
+            else gsc). It decides the raw-input preprocessing, so pass it for an
+            audio model whose name does not say.
         class_names: One name per output class; default the dataset's.
         model_name: The name TF Serving serves it under; default `model.name`.
 
@@ -529,7 +570,15 @@ def export_for_serving(
             raise ValueError(
                 f"Could not save model {model.name!r} as a SavedModel: {type(err).__name__}: {err}"
             ) from err
-        write_warmup_requests(staging / "assets.extra" / WARMUP_FILE, model_name, requests)
+        if _serving_api_available():
+            write_warmup_requests(staging / "assets.extra" / WARMUP_FILE, model_name, requests)
+        else:
+            warnings.warn(
+                "tensorflow-serving-api is not installed, so no warm-up requests were written "
+                f"to {WARMUP_FILE}: the model serves, but its first requests will be slow. "
+                "pip install 'sparse_keras[serving]' to get them.",
+                stacklevel=2,
+            )
         if version_dir.exists():  # exported by someone else meanwhile
             raise FileExistsError(f"{version_dir} appeared while exporting; not overwriting it.")
         os.rename(staging, version_dir)
@@ -585,8 +634,12 @@ def register_cli(subparsers) -> None:
             "and class_names. See docs/serving.md."
         ),
     )
-    parser.add_argument("model", help="zoo model name (e.g. mnist_sparse_cnn2) or a .keras file")
-    parser.add_argument("export_dir", help="TF Serving base directory (the one mounted at /models)")
+    parser.add_argument(
+        "model", metavar="MODEL", help="zoo model name (e.g. mnist_sparse_cnn2) or a .keras file"
+    )
+    parser.add_argument(
+        "export_dir", metavar="EXPORT_DIR", help="TF Serving base directory (mounted at /models)"
+    )
     parser.add_argument("--version", type=int, help="version number (default: next free one)")
     parser.add_argument(
         "--dataset",
