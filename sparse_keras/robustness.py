@@ -19,6 +19,7 @@ size or the other levels evaluated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -597,6 +598,17 @@ def _takes_example_ids(noise_fn) -> bool:
     )
 
 
+@contextlib.contextmanager
+def _quiet_tensorflow_warnings():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _corrupt_fn(
     data: _TestData, eta: float, seed: int
 ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
@@ -774,36 +786,39 @@ def evaluate(
     timing = {"data": 0.0, "model": 0.0}
     start = time.perf_counter()
     bar = tqdm(levels, desc=f"noise levels ({data.name})", unit="level", disable=not progress)
-    for eta in bar:
-        corrupt = _corrupt_fn(data, eta, int(seed))
-        level_correct = level_total = 0
-        batches = data.raw_batches(int(batch_size))
-        for batch_index in itertools.count():
-            tick = time.perf_counter()
-            batch = next(batches, None)
-            if batch is None:
-                break
-            first_example, inputs, labels = batch
-            features = corrupt(
-                inputs, tf.constant(first_example, tf.int64), tf.constant(batch_index, tf.int64)
-            )
-            tock = time.perf_counter()
-            labels = np.asarray(labels).astype(np.int64)
-            outputs = _check_outputs(predict(features), data.num_classes, labels, data.name)
-            timing["data"] += tock - tick
-            timing["model"] += time.perf_counter() - tock
-            level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))
-            level_total += len(labels)
-        if level_total == 0:
-            raise ValueError(f"The {data.name} test dataset is empty: nothing to evaluate.")
-        if test_size is not None and level_total != test_size:
-            raise ValueError(
-                f"The dataset gave {level_total} examples at noise {eta} but {test_size} before: "
-                "it must give the same examples on every pass."
-            )
-        test_size = level_total
-        correct.append(level_correct)
-        bar.set_postfix(accuracy=f"{100 * level_correct / level_total:.2f}%")
+    # Each level traces its own noise graph on purpose (the number of noisy pixels is a
+    # static shape); TensorFlow would warn about "excessive retracing" after five.
+    with _quiet_tensorflow_warnings():
+        for eta in bar:
+            corrupt = _corrupt_fn(data, eta, int(seed))
+            level_correct = level_total = 0
+            batches = data.raw_batches(int(batch_size))
+            for batch_index in itertools.count():
+                tick = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                first_example, inputs, labels = batch
+                features = corrupt(
+                    inputs, tf.constant(first_example, tf.int64), tf.constant(batch_index, tf.int64)
+                )
+                tock = time.perf_counter()
+                labels = np.asarray(labels).astype(np.int64)
+                outputs = _check_outputs(predict(features), data.num_classes, labels, data.name)
+                timing["data"] += tock - tick
+                timing["model"] += time.perf_counter() - tock
+                level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))
+                level_total += len(labels)
+            if level_total == 0:
+                raise ValueError(f"The {data.name} test dataset is empty: nothing to evaluate.")
+            if test_size is not None and level_total != test_size:
+                raise ValueError(
+                    f"The dataset gave {level_total} examples at noise {eta} but {test_size} before: "
+                    "it must give the same examples on every pass."
+                )
+            test_size = level_total
+            correct.append(level_correct)
+            bar.set_postfix(accuracy=f"{100 * level_correct / level_total:.2f}%")
     timing["total"] = time.perf_counter() - start
     return NoiseReport(
         model_name=_model_name(model, model_name),
