@@ -37,17 +37,20 @@ def test_masks_differ_between_units_and_seeds_and_repeat_with_a_seed():
 def test_sparse_dense_kernel_has_exact_nonzeros_per_unit():
     layer = SparseDense(700, density=0.3, seed=0)
     layer.build((None, 1024))
-    nonzero = np.count_nonzero(layer.kernel.numpy(), axis=0)
-    assert (nonzero == 307).all()
+    mask = layer.kernel_mask.numpy()
+    assert (mask.sum(axis=0) == 307).all()
     assert layer.nonzero_weights == 307 * 700
-    np.testing.assert_array_equal(layer.kernel.numpy() != 0, layer.kernel_mask.numpy() == 1)
+    # Zero outside the mask; inside it, a float32 uniform draw can be exactly 0.0 only rarely.
+    assert (layer.kernel.numpy()[mask == 0] == 0).all()
+    assert np.count_nonzero(layer.kernel.numpy()) >= 307 * 700 - 5
 
 
 def test_sparse_conv_counts_per_output_channel():
     layer = SparseConv2D(64, 5, density=0.1, seed=0)
     layer.build((None, 14, 14, 32))
-    kernel = layer.kernel.numpy().reshape(-1, 64)
-    assert (np.count_nonzero(kernel, axis=0) == round(0.1 * 5 * 5 * 32)).all()
+    mask = layer.kernel_mask.numpy().reshape(-1, 64)
+    assert (mask.sum(axis=0) == round(0.1 * 5 * 5 * 32)).all()
+    assert (layer.kernel.numpy().reshape(-1, 64)[mask == 0] == 0).all()
 
 
 def test_same_seed_same_mask_across_layers():
