@@ -21,6 +21,10 @@ def test_recipes_follow_the_released_configs():
         0.9,
         0.85,
     )
+    # The released config also trains Sparse CNN-1 and two ablations at batch 4 in epoch 0.
+    assert recipes.get_recipe("mnist_sparse_cnn1").batch_size_for(0) == 4
+    sp3 = recipes.get_recipe("mnist_dense_cnn2_sp3")
+    assert (sp3.momentum, sp3.epochs, sp3.batch_size_for(0)) == (0.5, 10, 4)
     assert set(recipes.list_recipes()) >= {
         "mnist_dense_cnn1",
         "mnist_sparse_cnn1",
