@@ -238,7 +238,7 @@ def train_seed(
         # A distributed dataset's length is unknown to Keras: give it the number of steps.
         steps = int(train.cardinality())
         history = model.fit(
-            distribute.distribute_global_batches(strategy, lambda: train),
+            distribute.distribute_global_batches(strategy, lambda train=train: train),
             steps_per_epoch=steps if steps > 0 and strategy.num_replicas_in_sync > 1 else None,
             initial_epoch=epoch,
             epochs=epoch + 1,
@@ -378,14 +378,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             state["command"] = command
             run.state_file.write_text(json.dumps(state, indent=1))
-            if strategy.num_replicas_in_sync > 1 or args.strategy == "multiworker":
+        if not distribute.is_chief(strategy):
+            continue  # the chief alone writes the results
+        if not args.skip_evaluation:
+            if not args.evaluate_only and args.strategy != "default":
                 # Evaluate a one-device copy: a distributed predict would need every
                 # worker, and the weights are the same.
                 model = models.build(recipe.network, seed=seed, **recipe.model_overrides)
                 model.load_weights(run.final_weights)
-        if not distribute.is_chief(strategy):
-            continue  # the chief alone writes the results
-        if not args.skip_evaluation:
             evaluate_and_record(
                 model, recipe, seed, state, args.results_dir, args.data_dir, command
             )

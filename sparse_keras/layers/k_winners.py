@@ -11,6 +11,11 @@ from sparse_keras import validation
 
 # Boosting state stays float32 under float16 / mixed precision: duty cycles change by
 # about 1/duty_cycle_period per step, below float16 resolution near 1.
+# The state keeps Keras's default aggregation "none": under a tf.distribute strategy a
+# replica-context assign then writes only that replica's copy, which is right because
+# every replica assigns the same value computed from all-reduced counts
+# (`_sum_over_replicas`). "sum" would multiply the new value by the number of replicas;
+# "mean" and "only_first_replica" would add a reduction or broadcast per variable and step.
 _STATE = {"dtype": "float32", "autocast": False}
 
 
@@ -47,6 +52,14 @@ class KWinners(keras.layers.Layer):
     non-trainable weights: they are saved and restored with the model. The boost
     strength decays per epoch through `sparse_keras.callbacks.BoostDecay`.
 
+    Under a `tf.distribute` strategy (`MirroredStrategy`,
+    `MultiWorkerMirroredStrategy`; build the model inside `strategy.scope()`) each
+    replica picks the winners of its own shard, then the replicas sum their winner
+    counts and batch sizes (one small all-reduce per layer and step), so the duty
+    cycles and the number of samples seen are those of the whole global batch,
+    identical on every replica and equal to a single device's. Without a strategy
+    this adds nothing to the training step.
+
     If `k >= n` the layer is a plain ReLU (the paper's "100%" rows).
 
     Args:
@@ -68,7 +81,7 @@ class KWinners(keras.layers.Layer):
     Example:
 
     >>> layer = KWinners(k=2, k_inference_factor=1.0)
-    >>> layer(np.array([[0.1, 0.9, -0.3, 0.5]], "float32")).numpy()
+    >>> layer(np.array([[0.1, 0.9, 0.3, 0.5]], "float32")).numpy()
     array([[0. , 0.9, 0. , 0.5]], dtype=float32)
     """
 
@@ -181,13 +194,20 @@ class KWinners(keras.layers.Layer):
         batch = tf.cast(tf.shape(outputs)[0], "float32")
         active = tf.cast(outputs > 0, "float32")
         reduce_axes = [0] if len(outputs.shape) == 2 else [0, 1, 2]
-        count = tf.reduce_sum(active, axis=reduce_axes) / self.positions_per_unit
-        self.update_duty_cycles(count, batch)
+        # Whole winner counts: exact in float32 whatever order replicas add them in,
+        # so the division below gives the same bits as on one device.
+        count = tf.reduce_sum(active, axis=reduce_axes)
+        count, batch = _sum_over_replicas(count, batch)
+        self.update_duty_cycles(count / self.positions_per_unit, batch)
 
     def update_duty_cycles(self, count, batch_size):
         """Folds one batch's winner counts into the duty cycles (SPEC §2).
 
         Public so that distributed training can pass counts summed over replicas.
+        Under a `tf.distribute` strategy each replica updates its own copy of the
+        state (the variables have no cross-replica aggregation), so in a replica
+        context every replica must pass the same global `count` and `batch_size`;
+        `call` does this itself by summing its counts over all replicas first.
 
         Args:
             count: Float tensor of shape `duty_cycles.shape`: per unit, the number of
@@ -214,3 +234,25 @@ class KWinners(keras.layers.Layer):
             }
         )
         return config
+
+
+def _sum_over_replicas(count: tf.Tensor, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Sums a replica's winner counts and batch size over all replicas in sync.
+
+    Under `MirroredStrategy` / `MultiWorkerMirroredStrategy` each replica sees only
+    its shard of the global batch. Summing counts and batch sizes (one all-reduce
+    of a small vector per layer and step) makes every replica fold the whole
+    global batch into its duty cycles, bit-identically: the copies stay equal
+    without any further synchronisation, and equal those of one device.
+    """
+    # Decided while tracing: without a strategy, or with one replica, there is
+    # nothing to reduce and the training step gets no extra op.
+    if not tf.distribute.has_strategy():
+        return count, batch
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        # None: a cross-replica call (e.g. `layer(x, training=True)` directly under
+        # `strategy.scope()`) sees the whole batch and writes every copy itself.
+        return count, batch
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([count, batch[None]], 0))
+    return total[:-1], total[-1]
