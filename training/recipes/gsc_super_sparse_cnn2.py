@@ -1,24 +1,13 @@
-"""GSC Super-Sparse CNN-2: SPEC §3 (the authors' released GSC config).
+"""GSC Super-Sparse CNN-2: the gsc_sparse_cnn2 recipe with 25 epochs (SPEC §3).
 
-SGD, weight decay 0.01, no momentum, lr x0.9 per epoch, batch 16, 25 epochs,
-boost 1.5 x0.9 per epoch, class-balanced sampling, training augmentation, and the epoch with the
-best validation accuracy is kept.
+SGD, weight decay 0.01, no momentum, lr x0.9 per epoch, batch 16, boost 1.5 x0.9 per epoch,
+class-balanced sampling, training augmentation, best-validation epoch kept.
 """
 
-from training.recipe import Recipe
+import dataclasses
 
-RECIPE = Recipe(
-    name="gsc_super_sparse_cnn2",
-    network="gsc_super_sparse_cnn2",
-    dataset="gsc",
-    epochs=25,
-    batch_size=16,
-    learning_rate=0.01,
-    lr_decay=0.9,
-    momentum=0.0,
-    weight_decay=0.01,
-    boost_decay=0.9,
-    select="best_val",
-    class_balanced=True,
-    augment=True,
+from training.recipes.gsc_sparse_cnn2 import RECIPE as SPARSE_RECIPE
+
+RECIPE = dataclasses.replace(
+    SPARSE_RECIPE, name="gsc_super_sparse_cnn2", network="gsc_super_sparse_cnn2", epochs=25
 )
