@@ -1,0 +1,39 @@
+"""Committed results of long runs agree with themselves and with the tables built from them."""
+
+import json
+import pathlib
+
+import pytest
+
+from training import aggregate
+
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "training" / "results"
+RESULT_FILES = sorted(RESULTS.glob("*/seed*.json"))
+FULL_TEST_SIZE = {"mnist": 10000, "fsdd": 300, "gsc": 2552}
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_result_file_is_self_consistent(path):
+    result = json.loads(path.read_text())
+    noise = result["noise"]
+    assert result["recipe"] == path.parent.name and f"seed{result['seed']}.json" == path.name
+    assert noise["test_size"] == FULL_TEST_SIZE[result["dataset"]]
+    assert noise["noise_levels"] == pytest.approx([i / 20 for i in range(11)])
+    assert noise["max_score"] == 11 * noise["test_size"]
+    assert result["noise_score"] == noise["noise_score"] == sum(noise["correct"])
+    assert result["clean_accuracy"] == pytest.approx(noise["correct"][0] / noise["test_size"])
+    assert len(result["history"]) == result["epochs"]
+    assert result["command"].startswith("python -m training.")
+
+
+@pytest.mark.parametrize(
+    "table, build",
+    [("table1.md", aggregate.table1_markdown), ("fsdd_table.md", aggregate.fsdd_markdown)],
+)
+def test_committed_tables_match_the_result_files(table, build):
+    path = RESULTS / table
+    if not path.exists():
+        pytest.skip(f"{table} not generated yet")
+    assert path.read_text() == build(RESULTS), (
+        f"regenerate with: python -m training.aggregate {table.split('.')[0].replace('_table', '')}"
+    )
