@@ -357,9 +357,11 @@ def write_warmup_requests(
 
     Example:
 
-    >>> write_warmup_requests(
-    ...     "/tmp/m/1/assets.extra/tf_serving_warmup_requests", "mnist",
+    >>> path = write_warmup_requests(
+    ...     "m/1/assets.extra/tf_serving_warmup_requests", "mnist",
     ...     [("serving_default", {"images": np.zeros([1, 28, 28], np.uint8)})])
+    >>> path.stat().st_size > 0
+    True
     """
     try:
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -499,9 +501,9 @@ def export_for_serving(
     Example:
 
     >>> model = sparse_keras.models.build("mnist_sparse_cnn2", seed=0)
-    >>> path = export_for_serving(model, "/tmp/serving")
-    >>> path
-    PosixPath('/tmp/serving/mnist_sparse_cnn2/1')
+    >>> path = export_for_serving(model, "serving")
+    >>> path.as_posix()
+    'serving/mnist_sparse_cnn2/1'
     """
     _check_model(model)
     dataset = _resolve_dataset(model, dataset)

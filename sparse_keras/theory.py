@@ -320,7 +320,10 @@ def log_overlap_set_size(n, w, b, a):
     """Natural log of `overlap_set_size(n, w, b, a)` (Eq. 1), vectorised.
 
     Args:
-        n, w, b, a: As in `overlap_set_size`; ints or arrays that broadcast.
+        n: Vector length, as in `overlap_set_size`; an int or an array.
+        w: On-bits of the fixed vector; an int or an array.
+        b: Overlap size; an int or an array.
+        a: On-bits of the counted vectors; an int or an array (all four broadcast).
 
     Returns:
         A float (scalar arguments) or float64 array; `-inf` where the count is zero.
@@ -355,7 +358,10 @@ def log_match_probability(n, a, w, theta):
     `1e-16 · n · log(n)`.
 
     Args:
-        n, a, w, theta: As in `match_probability`; ints or arrays that broadcast.
+        n: Vector length, as in `match_probability`; an int or an array.
+        a: On-bits of the random vector; an int or an array.
+        w: On-bits of the fixed vector; an int or an array.
+        theta: Match threshold; an int or an array (all four broadcast).
 
     Returns:
         A float or float64 array; `-inf` where no vector can match (`theta > a`).
@@ -386,8 +392,8 @@ def overlap_distribution(n, a, w) -> np.ndarray:
     The hypergeometric distribution behind Eq. 1–3 (and the weights of Eq. 4).
 
     Args:
-        n, a: Vector length and on-bits of the random vector (ints or arrays that
-            broadcast).
+        n: Vector length (int or array).
+        a: On-bits of the random vector (int or array, broadcast with `n`).
         w: On-bits of the fixed vector (int).
 
     Returns:
@@ -933,7 +939,9 @@ def estimate_scalar_match_probability(
         a: Non-zeros of the input vector (int or array, broadcast with `n`).
         k: Non-zeros of the weight vector.
         scale: Input scale S.
-        rtol, max_samples, seed: Passed to `overlap_match_probabilities`.
+        rtol: Passed to `overlap_match_probabilities`.
+        max_samples: Passed to `overlap_match_probabilities`.
+        seed: Passed to `overlap_match_probabilities`.
         confidence: Level of the confidence interval.
 
     Returns:

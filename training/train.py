@@ -259,8 +259,20 @@ def train_seed(
         run.save(model, state)
     if recipe.select == "best_val" and run.best_weights.exists():
         model.load_weights(run.best_weights)
-    model.save_weights(run.final_weights)
+    save_inference_weights(model, recipe, seed, run.final_weights)
     return model, state
+
+
+def save_inference_weights(model: keras.Model, recipe: Recipe, seed: int, path: pathlib.Path) -> None:
+    """Saves a trained model's weights without the optimizer's state (what the zoo ships).
+
+    `save_weights` of a compiled model also stores the optimizer's slots (momentum
+    doubles the file); a fresh, uncompiled copy of the network holds only the model's
+    own variables: weights, masks, batch-norm statistics and k-winners state.
+    """
+    clean = models.build(recipe.network, seed=seed, **recipe.model_overrides)
+    clean.set_weights(model.get_weights())
+    clean.save_weights(path)
 
 
 def evaluate_and_record(

@@ -25,12 +25,12 @@ files), e.g. `shared/data/gsc/sample_v0.01`. Without it the tree is looked for i
 
 Features and augmentation: see `sparse_keras.data.audio`.
 
-Example:
+Example (needs the full v0.01 recordings, about 1.5 GB: see `download`):
 
 >>> from sparse_keras.data import gsc
->>> train = gsc.load("train", batch_size=16, augment=True, class_balanced=True)
->>> test = gsc.load("test", batch_size=256)
->>> clean_waveforms = gsc.load("test", batch_size=256, return_waveforms=True)
+>>> train = gsc.load("train", batch_size=16, augment=True, class_balanced=True)  # doctest: +SKIP
+>>> test = gsc.load("test", batch_size=256)  # doctest: +SKIP
+>>> clean_waveforms = gsc.load("test", batch_size=256, return_waveforms=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations

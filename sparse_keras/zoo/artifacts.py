@@ -180,12 +180,18 @@ def model_from_config(config: dict[str, Any]) -> keras.Model:
     )
 
 
-def count_parameters(model: keras.Model) -> tuple[int, int]:
+def count_parameters(model: keras.Model, count_zeros: bool = False) -> tuple[int, int]:
     """Trainable parameters of a model, and how many of them its sparse masks keep.
 
     Masks, duty cycles and other non-trainable state are not parameters. A masked
     kernel counts only its kept weights as non-zero (structurally: a kept weight that
     happens to be 0.0 still counts).
+
+    Args:
+        model: The model.
+        count_zeros: Count the weights that are exactly 0.0 as zero instead, mask or
+            no mask: the non-zero count of a magnitude-pruned network, whose zeros
+            have no mask.
 
     Returns:
         `(parameters, nonzero_parameters)`.
@@ -200,7 +206,10 @@ def count_parameters(model: keras.Model) -> tuple[int, int]:
         size = math.prod(weight.shape)
         total += size
         mask = masks.get(id(weight))
-        nonzero += size if mask is None else int(np.sum(keras.ops.convert_to_numpy(mask)))
+        if count_zeros:
+            nonzero += int(np.count_nonzero(keras.ops.convert_to_numpy(weight)))
+        else:
+            nonzero += size if mask is None else int(np.sum(keras.ops.convert_to_numpy(mask)))
     return total, nonzero
 
 
@@ -247,7 +256,7 @@ def make_metrics(
     accuracies = noise.get("accuracies", noise.get("accuracy"))
     max_score = noise.get("max_score") or score_maximum(result["dataset"], levels)
     seeds = sorted(all_results, key=lambda r: r["seed"])
-    return {
+    metrics = {
         "name": name,
         "recipe": result["recipe"],
         "network": result["network"],
@@ -285,3 +294,21 @@ def make_metrics(
         "package_command": package_command,
         "packaged_with": packaged_with,
     }
+    if result.get("pruning"):
+        # A magnitude-pruned network (training/pruning.py): how it was pruned, from what,
+        # and how sparse it came out, for its card.
+        base = result.get("base") or {}
+        metrics["pruning"] = {
+            **result["pruning"],
+            "weight_density": result.get("weight_density"),
+            "nonzero_multiplies": result.get("nonzero_multiplies"),
+            "base": {
+                key: base.get(key)
+                for key in ("recipe", "seed", "result", "clean_accuracy", "noise_score")
+            },
+        }
+    if result.get("train_command"):
+        # The commands that make the packaged weights, when the training runner's
+        # default (`training.train --recipe <recipe>`) is not one of them.
+        metrics["train_command"] = result["train_command"]
+    return metrics

@@ -273,14 +273,22 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     seeds = metrics["seeds"]
     max_score = metrics["max_score"]
     title = (paper_result(network, overrides) or {}).get("label", network)
+    # A magnitude-pruned checkpoint (training/pruning.py) of a Table 3 network.
+    pruning = metrics.get("pruning")
+    if pruning:
+        title = f"{title}, magnitude-pruned ({pruning['target']})"
 
     lines = [
         f"# {name}",
         "",
-        f"**{dataset['title']} {title}** from *How Can We Be So Dense? The Benefits of Using Highly "
-        "Sparse Representations* (Ahmad & Scheinkman, 2019, arXiv:1903.11257), reproduced in Keras 3 "
-        "with `sparse_keras`: convolutional layers followed by k-winners-take-all activations with "
-        "boosting, and a hidden layer whose weights keep a fixed random fraction of their inputs.",
+        (
+            _pruned_intro(dataset["title"], title, pruning)
+            if pruning
+            else f"**{dataset['title']} {title}** from *How Can We Be So Dense? The Benefits of Using Highly "
+            "Sparse Representations* (Ahmad & Scheinkman, 2019, arXiv:1903.11257), reproduced in Keras 3 "
+            "with `sparse_keras`: convolutional layers followed by k-winners-take-all activations with "
+            "boosting, and a hidden layer whose weights keep a fixed random fraction of their inputs."
+        ),
         "",
         *([dataset["note"], ""] if dataset.get("note") else []),
         "## Model",
@@ -293,11 +301,17 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     ]
     if overrides:
         lines += [f"Changed from Table 3 for this checkpoint: `{overrides}`.", ""]
+    lines += (
+        _pruned_model_lines(metrics, pruning)
+        if pruning
+        else [
+            f"- Parameters: {metrics['parameters']:,} trainable, of which {metrics['nonzero_parameters']:,} "
+            "are non-zero (weights outside the masks are exactly 0 and stay 0 when fine-tuning).",
+            "- Saved state besides weights: the sparse masks, each k-winners layer's duty cycles, boost "
+            "strength and sample count.",
+        ]
+    )
     lines += [
-        f"- Parameters: {metrics['parameters']:,} trainable, of which {metrics['nonzero_parameters']:,} "
-        "are non-zero (weights outside the masks are exactly 0 and stay 0 when fine-tuning).",
-        "- Saved state besides weights: the sparse masks, each k-winners layer's duty cycles, boost "
-        "strength and sample count.",
         f"- Input: `{config['input']['name']}`, float32 `[batch, {', '.join(map(str, config['input']['shape']))}]`. "
         f"{config['preprocessing']['description']}",
         f"- Output: {config['output']['num_classes']} logits (apply a softmax for probabilities); "
@@ -305,6 +319,94 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
+    ]
+    lines += (
+        _pruned_training_lines(metrics, pruning)
+        if pruning
+        else _recipe_training_lines(metrics, recipe)
+    )
+    lines += [
+        "- Versions: "
+        + ", ".join(f"{k} {v}" for k, v in (metrics.get("versions") or {}).items())
+        + ".",
+        "",
+        "## Results",
+        "",
+        f"Noise protocol (as in the paper): {dataset['noise']}.",
+        "",
+        f"| | clean test accuracy (%) | noise score (max {max_score:,}) |",
+        "|---|---|---|",
+        f"| this checkpoint (seed {metrics['seed']}) | {_percent(metrics['clean_accuracy'])} | {metrics['noise_score']:,} |",
+    ]
+    if len(seeds["all"]) > 1:
+        acc, score = seeds["clean_accuracy"], seeds["noise_score"]
+        lines.append(
+            f"| this recipe, {len(seeds['all'])} seeds (mean ± std) | {_percent(acc['mean'])} ± {_percent(acc['std'])} "
+            f"| {score['mean']:,.0f} ± {score['std']:,.0f} |"
+        )
+    if pruning:
+        lines += _pruned_result_rows(pruning)
+    if paper:
+        (acc_mean, acc_std), (score_mean, score_std) = paper["accuracy"], paper["noise_score"]
+        lines.append(
+            f"| paper, Table {paper['table']} {paper['label']}{', unpruned' if pruning else ''} "
+            f"(10 seeds, mean ± std) | {acc_mean} ± {acc_std} | {score_mean:,} ± {score_std:,} |"
+        )
+    lines += [
+        "",
+        "Accuracy at each noise level:",
+        "",
+        "| noise level | " + " | ".join(f"{level:.2f}" for level in metrics["noise_levels"]) + " |",
+        "|---|" + "---|" * len(metrics["noise_levels"]),
+        "| accuracy (%) | "
+        + " | ".join(f"{100 * a:.1f}" for a in metrics["noise_accuracy"])
+        + " |",
+        "",
+        "All numbers come from `metrics.json`, copied from the training run's "
+        f"`{metrics['source']}`.",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import sparse_keras.zoo",
+        "",
+        f'model = sparse_keras.zoo.load("{name}")  # downloads, verifies sha256, builds, loads weights',
+        "logits = model(features)  # features preprocessed as described above",
+        "```",
+        "",
+        (
+            "The pruned weights are plain zeros, with no mask to keep them there: fine-tuning with "
+            "`model.fit` makes them non-zero again, unless you prune again (`training/pruning.py` "
+            "of sparse_keras) or zero them after each step yourself."
+            if pruning
+            else "Fine-tuning keeps the masks exact and continues the duty cycles from their saved values; "
+            "`docs/fine_tuning.md` of sparse_keras shows how to replace the classifier head."
+        ),
+        "",
+        "## Intended use and limits",
+        "",
+        f"- A research artifact: the paper's {title} trained on {dataset['title']}, for "
+        "studying sparse representations, their robustness to noise, and as a starting point for "
+        "fine-tuning. It is not meant for production decisions.",
+        "- Robustness is measured only under the noise protocol above; it says nothing about other "
+        "corruptions, adversarial inputs or data unlike the training set.",
+        "- Inputs must be preprocessed exactly as described; other normalisations or sizes give "
+        "meaningless outputs.",
+        "- The sparse networks run no faster than dense ones in Keras/TensorFlow: the zeros are "
+        "stored and multiplied like any other weight.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    return f"---\n{card_data(name, config, metrics).to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+def _recipe_training_lines(metrics: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+    return [
         f"- Recipe `{metrics['recipe']}` (`training/recipes/{metrics['recipe']}.py` in sparse_keras: the "
         "hyper-parameters of the authors' released configuration)"
         + (
@@ -333,75 +435,78 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"- Trained with `{metrics['command']}`"
         + (f" at commit `{metrics['git_commit'][:12]}`" if metrics.get("git_commit") else "")
         + f"; packaged with `{metrics['package_command']}`.",
-        "- Versions: "
-        + ", ".join(f"{k} {v}" for k, v in (metrics.get("versions") or {}).items())
-        + ".",
-        "",
-        "## Results",
-        "",
-        f"Noise protocol (as in the paper): {dataset['noise']}.",
-        "",
-        f"| | clean test accuracy (%) | noise score (max {max_score:,}) |",
-        "|---|---|---|",
-        f"| this checkpoint (seed {metrics['seed']}) | {_percent(metrics['clean_accuracy'])} | {metrics['noise_score']:,} |",
     ]
-    if len(seeds["all"]) > 1:
-        acc, score = seeds["clean_accuracy"], seeds["noise_score"]
-        lines.append(
-            f"| this recipe, {len(seeds['all'])} seeds (mean ± std) | {_percent(acc['mean'])} ± {_percent(acc['std'])} "
-            f"| {score['mean']:,.0f} ± {score['std']:,.0f} |"
-        )
-    if paper:
-        (acc_mean, acc_std), (score_mean, score_std) = paper["accuracy"], paper["noise_score"]
-        lines.append(
-            f"| paper, Table {paper['table']} {paper['label']} (10 seeds, mean ± std) | {acc_mean} ± {acc_std} "
-            f"| {score_mean:,} ± {score_std:,} |"
-        )
-    lines += [
-        "",
-        "Accuracy at each noise level:",
-        "",
-        "| noise level | " + " | ".join(f"{level:.2f}" for level in metrics["noise_levels"]) + " |",
-        "|---|" + "---|" * len(metrics["noise_levels"]),
-        "| accuracy (%) | "
-        + " | ".join(f"{100 * a:.1f}" for a in metrics["noise_accuracy"])
-        + " |",
-        "",
-        "All numbers come from `metrics.json`, copied from the training run's "
-        f"`{metrics['source']}`.",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "import sparse_keras.zoo",
-        "",
-        f'model = sparse_keras.zoo.load("{name}")  # downloads, verifies sha256, builds, loads weights',
-        "logits = model(features)  # features preprocessed as described above",
-        "```",
-        "",
-        "Fine-tuning keeps the masks exact and continues the duty cycles from their saved values; "
-        "`docs/fine_tuning.md` of sparse_keras shows how to replace the classifier head.",
-        "",
-        "## Intended use and limits",
-        "",
-        f"- A research artifact: the paper's {title} trained on {dataset['title']}, for "
-        "studying sparse representations, their robustness to noise, and as a starting point for "
-        "fine-tuning. It is not meant for production decisions.",
-        "- Robustness is measured only under the noise protocol above; it says nothing about other "
-        "corruptions, adversarial inputs or data unlike the training set.",
-        "- Inputs must be preprocessed exactly as described; other normalisations or sizes give "
-        "meaningless outputs.",
-        "- The sparse networks run no faster than dense ones in Keras/TensorFlow: the zeros are "
-        "stored and multiplied like any other weight.",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-        "",
+
+
+def _pruned_intro(dataset_title: str, title: str, pruning: dict[str, Any]) -> str:
+    return (
+        f"**{dataset_title} {title}**: the Dense CNN-2 of *How Can We Be So Dense? The Benefits of "
+        "Using Highly Sparse Representations* (Ahmad & Scheinkman, 2019, arXiv:1903.11257), trained "
+        "with the paper's recipe in Keras 3 and then magnitude-pruned (Han et al., 2015) with "
+        f"tensorflow-model-optimization: {pruning['description']}. It is the baseline for the "
+        "question the paper leaves open, whether networks made sparse by pruning are as robust to "
+        "noise as its sparse networks (`docs/pruning.md` of sparse_keras has the answer as measured). "
+        "It has no k-winners and no sparse masks: the pruned weights are zeros in an ordinary "
+        "Dense CNN-2."
+    )
+
+
+def _pruned_model_lines(metrics: dict[str, Any], pruning: dict[str, Any]) -> list[str]:
+    density = pruning.get("weight_density") or {}
+    per_layer = ", ".join(f"{k} {v:.3f}" for k, v in density.items() if k != "total")
+    lines = [
+        f"- Parameters: {metrics['parameters']:,} trainable, of which {metrics['nonzero_parameters']:,} "
+        "are non-zero (the pruned weights are stored as exact zeros).",
     ]
-    return f"---\n{card_data(name, config, metrics).to_yaml()}\n---\n\n" + "\n".join(lines)
+    if density:
+        lines.append(
+            f"- Weight density of the conv and dense kernels: {density['total']:.3f} overall; "
+            f"{per_layer}."
+        )
+    mults = pruning.get("nonzero_multiplies") or {}
+    if mults:
+        lines.append(
+            f"- Non-zero multiplies per inference (measured on {mults['samples']:,} test images): "
+            f"{mults['measured_per_inference']:,.0f} of {mults['dense_per_inference']:,} dense ones."
+        )
+    return lines
+
+
+def _pruned_training_lines(metrics: dict[str, Any], pruning: dict[str, Any]) -> list[str]:
+    tune = pruning["fine_tune"]
+    base = pruning.get("base") or {}
+    return [
+        f"- Base: the `{base.get('recipe')}` recipe's seed {base.get('seed')} (`training/recipes/"
+        f"{base.get('recipe')}.py` in sparse_keras: the authors' released hyper-parameters).",
+        f"- Pruning (`training/pruning.py`, target `{pruning['target']}`): the weights copied into a "
+        "tf_keras twin of the network, `tfmot.sparsity.keras.prune_low_magnitude` with a "
+        f"PolynomialDecay schedule (sparsity 0 → target, power {pruning['power']}, steps "
+        f"{pruning['begin_step']}–{pruning['end_step']}, mask update every {pruning['frequency']} steps) "
+        f"while fine-tuning {_plural(tune['epochs'], 'epoch')} (batch {tune['batch_size']}, SGD lr "
+        f"{tune['learning_rate']} × {tune['lr_decay']} per epoch, momentum {tune['momentum']}, "
+        f"{pruning['train_examples']:,} training images); the last epoch trains with the masks fixed. "
+        "Then `strip_pruning`, and the weights copied back into the Keras 3 network.",
+        f"- Seed {metrics['seed']} (base weights, data order and noise); kept: "
+        f"{metrics.get('selection') or 'last epoch'}"
+        + (
+            f"; {_duration(metrics['train_seconds'])} of pruning and fine-tuning."
+            if metrics.get("train_seconds")
+            else "."
+        ),
+        f"- Made with `{metrics['command']}`"
+        + (f" at commit `{metrics['git_commit'][:12]}`" if metrics.get("git_commit") else "")
+        + f"; packaged with `{metrics['package_command']}`.",
+    ]
+
+
+def _pruned_result_rows(pruning: dict[str, Any]) -> list[str]:
+    base = pruning.get("base") or {}
+    if base.get("clean_accuracy") is None:
+        return []
+    return [
+        f"| the dense network it was pruned from (seed {base['seed']}) | "
+        f"{_percent(base['clean_accuracy'])} | {base['noise_score']:,} |"
+    ]
 
 
 def read_card(path: str | pathlib.Path) -> ModelCard:

@@ -150,7 +150,8 @@ def package(
         name,
         result,
         all_results,
-        artifacts.count_parameters(model),
+        # A pruned network's zeros have no mask: count them as they are.
+        artifacts.count_parameters(model, count_zeros="pruning" in result),
         source=_relative(result_file),
         package_command=package_command(recipe, seed, name),
         packaged_with={
@@ -201,7 +202,12 @@ def register(
             "nonzero_parameters": metrics["nonzero_parameters"],
             "seed": metrics["seed"],
         },
-        "train_command": old.get("train_command")
+        "train_command": (
+            f"{metrics['train_command']} && {metrics['package_command']}"
+            if metrics.get("train_command")
+            else None
+        )
+        or old.get("train_command")
         or f"python -m training.train --recipe {metrics['recipe']} --seeds 1 && {metrics['package_command']}",
     }
     data["models"][name] = entry
