@@ -2,6 +2,7 @@
 
     python -m training.aggregate table1     # writes training/results/table1.md
     python -m training.aggregate fsdd       # writes training/results/fsdd_table.md
+    python -m training.aggregate plots      # docs/images/{mnist,fsdd}_noise_curves.png
 
 Reads `training/results/<recipe>/seed*.json` (written by `training.train`), reports
 mean ± std (sample std, n−1) of clean accuracy and noise score per network, the
@@ -19,7 +20,7 @@ import sys
 
 import numpy as np
 
-from training.train import RESULTS_DIR
+from training.train import RESULTS_DIR, ROOT
 
 # Table 1 of the paper (SPEC §5): accuracy % (mean, std), noise score (mean, std).
 PAPER_TABLE1 = {
@@ -168,13 +169,73 @@ def _welch_rows(scores, sparse_names, dense_names, titles) -> list[str]:
     return lines
 
 
+def pooled_report(recipe: str, title: str, results_dir: pathlib.Path = RESULTS_DIR):
+    """One NoiseReport pooling every seed of a recipe (accuracy = mean over seeds)."""
+    from sparse_keras.robustness import NoiseReport
+
+    runs = load_results(recipe, results_dir)
+    if not runs:
+        return None
+    reports = [NoiseReport.from_dict(r["noise"]) for r in runs]
+    correct = tuple(int(sum(c)) for c in zip(*(r.correct for r in reports), strict=True))
+    return NoiseReport(
+        model_name=f"{title} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+        dataset=reports[0].dataset,
+        noise_levels=reports[0].noise_levels,
+        correct=correct,
+        test_size=reports[0].test_size * len(runs),
+        seed=reports[0].seed,
+    )
+
+
+def noise_curves(
+    recipes: dict[str, str], out: pathlib.Path, title: str, results_dir: pathlib.Path = RESULTS_DIR
+):
+    """The paper's Fig. 5B from committed results: mean accuracy over seeds per noise level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sparse_keras.robustness import plot_reports
+
+    reports = [r for name, t in recipes.items() if (r := pooled_report(name, t, results_dir))]
+    if not reports:
+        return None
+    ax = plot_reports(reports, title=title)
+    ax.figure.savefig(out, dpi=120, bbox_inches="tight")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.aggregate", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("table", choices=["table1", "fsdd"])
+    parser.add_argument("table", choices=["table1", "fsdd", "plots"])
     parser.add_argument("--results-dir", type=pathlib.Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.table == "plots":
+        images = ROOT.parent / "docs" / "images"
+        main_nets = {
+            k: v[0]
+            for k, v in PAPER_TABLE1.items()
+            if not k.endswith(("_sp3", "_d3", "_w1", "_dsw"))
+        }
+        fsdd_nets = {k.replace("gsc_", "fsdd_"): v[0] for k, v in PAPER_TABLE2.items()}
+        for path in (
+            noise_curves(
+                main_nets,
+                images / "mnist_noise_curves.png",
+                "MNIST, pixel noise (Fig. 5B protocol)",
+                args.results_dir,
+            ),
+            noise_curves(
+                fsdd_nets,
+                images / "fsdd_noise_curves.png",
+                "FSDD, white-noise blend (GSC protocol)",
+                args.results_dir,
+            ),
+        ):
+            print(f"written {path}")
+        return 0
     if args.table == "table1":
         text, out = table1_markdown(args.results_dir), args.results_dir / "table1.md"
     else:
