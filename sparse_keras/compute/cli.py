@@ -1,0 +1,137 @@
+"""`sparse-keras flops MODEL`: the non-zero multiply table of a network."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+import keras
+import numpy as np
+
+INPUT_CHOICES = ("auto", "mnist", "gsc-sample", "none")
+
+
+def load_model(spec: str, pretrained: bool = False, seed: int = 0) -> keras.Model:
+    """A model from a network name, a zoo name or a `.keras` file.
+
+    Args:
+        spec: A `sparse_keras.models` network name (built fresh, or from the zoo with
+            `pretrained`), another zoo model name, or a path to a saved model.
+        pretrained: Load network names from the zoo instead of building them.
+        seed: Mask seed of freshly built networks.
+    """
+    from sparse_keras import models
+
+    path = pathlib.Path(spec).expanduser()
+    if spec.endswith((".keras", ".h5")) or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"Model file {path} not found.")
+        import sparse_keras  # noqa: F401  (registers the custom layers for loading)
+
+        return keras.saving.load_model(path, compile=False)
+    if spec in models.list_models() and not pretrained:
+        return models.build(spec, seed=seed)
+    try:
+        # Imported only here: the zoo pulls in the Hub client, which the rest of this
+        # command does not need.
+        from sparse_keras import zoo
+    except ImportError as err:
+        raise ValueError(
+            f"{spec!r} is not a network name ({', '.join(models.list_models())}) or a model "
+            f"file, and the zoo is not available: {err}"
+        ) from err
+    return zoo.load(spec)
+
+
+def _mnist_inputs(count: int) -> np.ndarray:
+    from sparse_keras.data import mnist
+
+    images, _ = mnist.load_arrays("test", download=False)
+    x = images[:count, :, :, None].astype(np.float32) / 255.0
+    return np.asarray(mnist.normalize_images(x), np.float32)
+
+
+def _gsc_sample_inputs(count: int) -> np.ndarray:
+    from sparse_keras.data import gsc
+    from sparse_keras.data.download import data_root
+
+    tree = data_root(None, "gsc") / "sample_v0.01"
+    dataset = gsc.load("test", batch_size=64, data_dir=tree, download=False, cache=False)
+    x = np.concatenate([features.numpy() for features, _ in dataset])
+    return x[:count]
+
+
+def load_inputs(kind: str, model: keras.Model, count: int) -> tuple[np.ndarray | None, str]:
+    """Real preprocessed inputs for `model`, and a note on what they are.
+
+    Args:
+        kind: "mnist" (test images), "gsc-sample" (the test clips of the 300-clip
+            GSC sample), "none", or "auto" (by the model's input shape).
+        model: The model the inputs are for.
+        count: At most this many inputs.
+    """
+    if kind == "none":
+        return None, "no inputs"
+    shape = tuple(model.inputs[0].shape[1:])
+    if kind == "auto":
+        kind = {(28, 28, 1): "mnist", (32, 32, 1): "gsc-sample"}.get(shape, "none")
+        if kind == "none":
+            return None, f"no inputs (none known for input shape {shape})"
+        try:
+            return load_inputs(kind, model, count)
+        except (FileNotFoundError, OSError, ValueError) as err:
+            return None, f"no inputs ({kind} data not available: {err})"
+    loader = {"mnist": _mnist_inputs, "gsc-sample": _gsc_sample_inputs}[kind]
+    x = loader(count)
+    if x.shape[1:] != shape:
+        raise ValueError(f"{kind} inputs have shape {x.shape[1:]}, the model expects {shape}.")
+    return x, f"{len(x)} {kind} test inputs"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sparse_keras.compute.accounting import count_multiplies
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be a positive integer, got {args.samples}.")
+    model = load_model(args.model, pretrained=args.pretrained, seed=args.seed)
+    inputs, note = load_inputs(args.inputs, model, args.samples)
+    counts = count_multiplies(model, inputs, k=args.k)
+    print(counts.to_markdown() if args.format == "markdown" else counts.to_text())
+    if inputs is None:
+        print(f"({note})")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Adds `sparse-keras flops MODEL [--inputs ...] [--k training|inference]`."""
+    parser = subparsers.add_parser(
+        "flops",
+        help="count dense, expected and measured non-zero multiplies per layer",
+        description=(
+            "Print, per layer and in total, the dense multiply-accumulates, the non-zero "
+            "multiplies the paper's formulas expect from k and weight density, and the "
+            "non-zero products measured on real test inputs. See docs/performance.md."
+        ),
+    )
+    parser.add_argument(
+        "model", help="network name (e.g. gsc_sparse_cnn2), zoo name or .keras file"
+    )
+    parser.add_argument(
+        "--inputs",
+        choices=INPUT_CHOICES,
+        default="auto",
+        help="real inputs to measure on (default: by the model's input shape)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=1000, help="inputs to measure on (default 1000)"
+    )
+    parser.add_argument(
+        "--k",
+        choices=("training", "inference"),
+        default="training",
+        help="k used by the expected counts (training: the paper's convention)",
+    )
+    parser.add_argument("--pretrained", action="store_true", help="load network names from the zoo")
+    parser.add_argument("--seed", type=int, default=0, help="mask seed of freshly built networks")
+    parser.add_argument("--format", choices=("text", "markdown"), default="text")
+    parser.set_defaults(func=_run)
