@@ -263,7 +263,9 @@ def train_seed(
     return model, state
 
 
-def save_inference_weights(model: keras.Model, recipe: Recipe, seed: int, path: pathlib.Path) -> None:
+def save_inference_weights(
+    model: keras.Model, recipe: Recipe, seed: int, path: pathlib.Path
+) -> None:
     """Saves a trained model's weights without the optimizer's state (what the zoo ships).
 
     `save_weights` of a compiled model also stores the optimizer's slots (momentum
