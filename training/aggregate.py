@@ -170,20 +170,24 @@ def _welch_rows(scores, sparse_names, dense_names, titles) -> list[str]:
 
 
 def pooled_report(recipe: str, title: str, results_dir: pathlib.Path = RESULTS_DIR):
-    """One NoiseReport pooling every seed of a recipe (accuracy = mean over seeds)."""
+    """A NoiseReport of a recipe's mean over seeds (correct counts averaged and rounded).
+
+    Its accuracies and noise score are the means over seeds (to rounding), so the plot's
+    legend shows the mean noise score.
+    """
     from sparse_keras.robustness import NoiseReport
 
     runs = load_results(recipe, results_dir)
     if not runs:
         return None
     reports = [NoiseReport.from_dict(r["noise"]) for r in runs]
-    correct = tuple(int(sum(c)) for c in zip(*(r.correct for r in reports), strict=True))
+    correct = tuple(round(sum(c) / len(c)) for c in zip(*(r.correct for r in reports), strict=True))
     return NoiseReport(
-        model_name=f"{title} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+        model_name=f"{title} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})",
         dataset=reports[0].dataset,
         noise_levels=reports[0].noise_levels,
         correct=correct,
-        test_size=reports[0].test_size * len(runs),
+        test_size=reports[0].test_size,
         seed=reports[0].seed,
     )
 
