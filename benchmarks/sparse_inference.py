@@ -340,6 +340,13 @@ def render(meta, e2e, tflite_notes, hidden, profiles, checks, accounting) -> str
         f"the end: the machine was shared, so absolute times are inflated and noisy; the "
         f"ratios come from calls interleaved round by round and are the result. "
         f"Command: `{meta['command']}`."
+        + (
+            " Weights: "
+            + "; ".join(f"{net}: {source}" for net, source in meta["weights"].items())
+            + "."
+            if meta.get("weights")
+            else ""
+        )
     )
     lines += ["", "### End-to-end latency (microseconds per sample, median)", ""]
     lines.append(
@@ -544,6 +551,18 @@ def plot(e2e) -> None:
     fig.savefig(PLOT, dpi=130)
 
 
+def pretrained_or(model, name: str):
+    """The zoo's trained weights for a network (or its FSDD twin), else `model` unchanged."""
+    from sparse_keras import zoo
+
+    zoo_name = name if name.startswith("mnist_") else name.replace("gsc_", "fsdd_", 1)
+    try:
+        return zoo.load(zoo_name), f"zoo checkpoint {zoo_name}"
+    except (ValueError, FileNotFoundError, zoo.WeightsNotAvailableError) as err:
+        print(f"{name}: no trained weights ({err}); simulating trained state", flush=True)
+        return model, "simulated trained state"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="+", default=[*SPARSE_NETWORKS, *DENSE_NETWORKS])
@@ -567,6 +586,13 @@ def main(argv=None) -> int:
         "--quick", action="store_true", help="short budget, no profiles/full checks"
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="use trained zoo weights where they exist (mnist_* from the MNIST zoo; the gsc_* "
+        "architectures from their fsdd_* checkpoints, trained on real spoken digits) instead of "
+        "simulated trained state",
+    )
     parser.add_argument(
         "--replot", action="store_true", help="only redraw the figure from docs/performance.md"
     )
@@ -607,7 +633,12 @@ def main(argv=None) -> int:
         inputs = data[config.dataset]
         keras.utils.set_random_seed(0)  # initial weights: the same networks in every run
         model = models.build(name, seed=0)
-        simulate_trained_state(model, inputs[:500], seed=0)
+        source = "simulated trained state"
+        if args.pretrained:
+            model, source = pretrained_or(model, name)
+        if source == "simulated trained state":
+            simulate_trained_state(model, inputs[:500], seed=0)
+        meta.setdefault("weights", {})[name] = source
         fast = sparse_inference(model, threads=args.threads)
         print(f"{name} ({len(inputs)} real {config.dataset} inputs)\n{fast.summary()}", flush=True)
         rows, note = end_to_end(
