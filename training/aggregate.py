@@ -80,7 +80,7 @@ def table1_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
         runs = load_results(recipe, results_dir)
         if not runs:
             lines.append(
-                f"| {title} | 0 | not run yet | {_fmt(*paper_acc, 2)} | not run yet | {_fmt(*paper_score, 0)} |"
+                f"| {title} | none | not run yet | {_fmt(*paper_acc, 2)} | not run yet | {_fmt(*paper_score, 0)} |"
             )
             continue
         acc = [100 * r["clean_accuracy"] for r in runs]
@@ -133,7 +133,7 @@ def fsdd_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
         runs = load_results(recipe, results_dir)
         if not runs:
             lines.append(
-                f"| {title} | 0 | not run yet | not run yet | {_fmt(*paper_acc, 2)} | {_fmt(*paper_score, 0)} |"
+                f"| {title} | none | not run yet | not run yet | {_fmt(*paper_acc, 2)} | {_fmt(*paper_score, 0)} |"
             )
             continue
         acc = [100 * r["clean_accuracy"] for r in runs]
