@@ -62,6 +62,16 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:,.{digits}f} ± {std:,.{digits}f}"
 
 
+def _seed_summary(recipe: str, results_dir: pathlib.Path, scores: dict) -> tuple[str, str, str]:
+    """Table cells (seeds, accuracy %, noise score) of a recipe; records its scores."""
+    runs = load_results(recipe, results_dir)
+    if not runs:
+        return "none", "not run yet", "not run yet"
+    scores[recipe] = [r["noise_score"] for r in runs]
+    accuracy = _fmt(*mean_std([100 * r["clean_accuracy"] for r in runs]), 2)
+    return ",".join(str(r["seed"]) for r in runs), accuracy, _fmt(*mean_std(scores[recipe]), 0)
+
+
 def table1_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
     lines = [
         "# Table 1 (MNIST): our runs next to the paper's",
@@ -77,19 +87,9 @@ def table1_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
     ]
     scores: dict[str, list[float]] = {}
     for recipe, (title, paper_acc, paper_score) in PAPER_TABLE1.items():
-        runs = load_results(recipe, results_dir)
-        if not runs:
-            lines.append(
-                f"| {title} | none | not run yet | {_fmt(*paper_acc, 2)} | not run yet | {_fmt(*paper_score, 0)} |"
-            )
-            continue
-        acc = [100 * r["clean_accuracy"] for r in runs]
-        score = [r["noise_score"] for r in runs]
-        scores[recipe] = score
-        seeds = ",".join(str(r["seed"]) for r in runs)
+        seeds, acc, score = _seed_summary(recipe, results_dir, scores)
         lines.append(
-            f"| {title} | {seeds} | {_fmt(*mean_std(acc), 2)} | {_fmt(*paper_acc, 2)} | "
-            f"{_fmt(*mean_std(score), 0)} | {_fmt(*paper_score, 0)} |"
+            f"| {title} | {seeds} | {acc} | {_fmt(*paper_acc, 2)} | {score} | {_fmt(*paper_score, 0)} |"
         )
     lines += _welch_rows(
         scores,
@@ -130,19 +130,9 @@ def fsdd_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
     scores: dict[str, list[float]] = {}
     for gsc_name, (title, paper_acc, paper_score) in PAPER_TABLE2.items():
         recipe = gsc_name.replace("gsc_", "fsdd_")
-        runs = load_results(recipe, results_dir)
-        if not runs:
-            lines.append(
-                f"| {title} | none | not run yet | not run yet | {_fmt(*paper_acc, 2)} | {_fmt(*paper_score, 0)} |"
-            )
-            continue
-        acc = [100 * r["clean_accuracy"] for r in runs]
-        score = [r["noise_score"] for r in runs]
-        scores[recipe] = score
-        seeds = ",".join(str(r["seed"]) for r in runs)
+        seeds, acc, score = _seed_summary(recipe, results_dir, scores)
         lines.append(
-            f"| {title} | {seeds} | {_fmt(*mean_std(acc), 2)} | {_fmt(*mean_std(score), 0)} | "
-            f"{_fmt(*paper_acc, 2)} | {_fmt(*paper_score, 0)} |"
+            f"| {title} | {seeds} | {acc} | {score} | {_fmt(*paper_acc, 2)} | {_fmt(*paper_score, 0)} |"
         )
     lines += _welch_rows(
         scores,
