@@ -8,6 +8,14 @@ import pytest
 import tensorflow as tf
 
 from sparse_keras import KWinners
+from sparse_keras.layers import winner_selection
+
+
+@pytest.fixture(autouse=True, params=["top_k", "numba"])
+def selection(request, monkeypatch):
+    """Every expectation below must hold for both ways of finding the winners."""
+    monkeypatch.setattr(winner_selection, "_method", request.param)
+    return request.param
 
 
 def kw(k, **kwargs):

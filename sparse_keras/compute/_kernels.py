@@ -1,8 +1,10 @@
-"""Numba kernels of the sparse inference path (see `sparse_keras.compute.inference`).
+"""Numba kernels of the sparse inference path (see `sparse_keras.compute.inference`),
+and the training-time winner selection of `KWinners` on CPU (`winner_mask`).
 
 Every kernel works on a whole batch and writes into an output array its caller owns,
 so the Python driver allocates once per stage and the kernels never return arrays.
-All of them release the GIL (`nogil`): the driver runs chunks of a batch in threads.
+The inference kernels release the GIL (`nogil`): the driver runs chunks of a batch in
+threads. `winner_mask` splits its batch over Numba's threads itself.
 
 Sparse activations travel as `(idx, val)`: `idx[s, j]` the flat (C-order) index of the
 j-th active value of sample `s`, in ascending order, and `val[s, j]` its value.
@@ -223,10 +225,10 @@ def densify(idx, val, out):
 
 
 @numba.njit(**_JIT)
-def _select_digit(counts, digits, remaining):
-    """The largest digit whose bucket holds the `remaining`-th largest key, and what is
-    still to be taken from within that bucket."""
-    digit = digits - 1
+def _select_digit(counts, top, remaining):
+    """The largest digit (at most `top`) whose bucket holds the `remaining`-th largest
+    key, and what is still to be taken from within that bucket."""
+    digit = top
     while counts[digit] < remaining:
         remaining -= counts[digit]
         digit -= 1
@@ -234,43 +236,88 @@ def _select_digit(counts, digits, remaining):
 
 
 @numba.njit(**_JIT)
-def _kth_largest(keys, k, counts, candidates):
+def _kth_largest(keys, k, counts, candidates, guess):
     """The k-th largest of `keys` (uint32) by a most-significant-digit radix select.
 
-    Digits of 11, 11 and 10 bits; after the first pass only the keys sharing the
-    winning top digit are kept (in `candidates`, scratch as long as `keys`), so
-    the later passes are short. Linear time, no sort.
+    If `guess` (a key) is at or below the answer, i.e. at least k keys are
+    `>= guess`, only those keys take part: with the previous sample's answer
+    lowered by half an octave as the guess this is usually a small fraction of
+    `keys`. Otherwise (or with `guess == 0`) all of them do. The first pass
+    histograms the top 11 bits; only the keys sharing the winning top digit are
+    kept, and three short passes over them settle 7 bits each. Linear time, no sort.
+
+    Args:
+        keys: uint32 `[n]`, order-preserving keys (see `_order_keys`).
+        k: Rank wanted, `1 <= k <= n`.
+        counts: int64 `[2048]` scratch.
+        candidates: uint32 `[n]` scratch.
+        guess: A key believed to be at or below the answer, or 0 for none.
 
     Returns:
-        `(threshold, ties)`: the k-th largest key, and how many keys equal to it
-        belong to the top k (the others above it all do).
+        `(threshold, take, equal)`: the k-th largest key; how many keys equal to it
+        belong to the top k (all keys above it do); how many keys equal it.
     """
-    # int64 arithmetic throughout: numba would otherwise widen the uint32 shifts.
-    n = keys.shape[0]
+    size = 0
+    if guess > 0:
+        for i in range(keys.shape[0]):
+            # Branch-free compaction: always write, advance only on a match.
+            key = keys[i]
+            candidates[size] = key
+            size += key >= guess
+    if size >= k:
+        source = candidates
+    else:
+        source = keys
+        size = keys.shape[0]
     counts[:] = 0
-    for i in range(n):
-        counts[np.int64(keys[i]) >> 21] += 1
-    top, remaining = _select_digit(counts, 2048, k)
+    highest = np.uint32(0)
+    for i in range(size):
+        digit = source[i] >> np.uint32(21)
+        counts[digit] += 1
+        highest = max(highest, digit)
+    digit, remaining = _select_digit(counts, np.int64(highest), k)
+    top = np.uint32(digit)
     m = 0
-    for i in range(n):
-        key = np.int64(keys[i])
-        if key >> 21 == top:
-            candidates[m] = key
-            m += 1
-    counts[:] = 0
-    for i in range(m):
-        counts[(candidates[i] >> 10) & 2047] += 1
-    middle, remaining = _select_digit(counts, 2048, remaining)
-    kept = 0
-    for i in range(m):
-        if (candidates[i] >> 10) & 2047 == middle:
-            candidates[kept] = candidates[i]
-            kept += 1
-    counts[:] = 0
-    for i in range(kept):
-        counts[candidates[i] & 1023] += 1
-    low, remaining = _select_digit(counts, 1024, remaining)
-    return (top << 21) | (middle << 10) | low, remaining
+    for i in range(size):
+        key = source[i]
+        candidates[m] = key  # m <= i: safe when source is candidates
+        m += (key >> np.uint32(21)) == top
+    threshold = top << np.uint32(21)
+    for shift in (np.uint32(14), np.uint32(7), np.uint32(0)):
+        counts[:128] = 0
+        for j in range(m):
+            counts[(candidates[j] >> shift) & np.uint32(127)] += 1
+        digit, remaining = _select_digit(counts, 127, remaining)
+        part = np.uint32(digit)
+        threshold |= part << shift
+        if shift == 0:
+            return threshold, remaining, counts[digit]
+        kept = 0
+        for j in range(m):
+            key = candidates[j]
+            candidates[kept] = key
+            kept += ((key >> shift) & np.uint32(127)) == part
+        m = kept
+    return threshold, remaining, 0  # not reached
+
+
+@numba.njit(**_JIT)
+def _lowered(threshold):
+    """The next sample's guess: a key about half an octave below `threshold`."""
+    return threshold - np.uint32(2 << 21) if threshold > np.uint32(2 << 21) else np.uint32(0)
+
+
+@numba.njit(**_JIT)
+def _order_keys(keys):
+    """Turns float32 bits (viewed as uint32, in place) into keys that order as `<` does.
+
+    The radix-sort trick, without branches: positive floats get the sign bit set,
+    negative ones all bits flipped. Callers store `value + 0.0`, which turns -0.0
+    into +0.0: top_k treats the two as equal.
+    """
+    for i in range(keys.shape[0]):
+        bits = keys[i]
+        keys[i] = bits ^ ((np.uint32(0) - (bits >> np.uint32(31))) | np.uint32(0x80000000))
 
 
 @numba.njit(**_JIT)
@@ -288,29 +335,23 @@ def kwinners(x, boost, k, idx, val):
         val: float32 `[B, k]` output: their un-boosted values.
     """
     n = x.shape[1]
-    boosted = np.empty(n, np.float32)
-    keys = boosted.view(np.uint32)
+    keys = np.empty(n, np.uint32)
+    values = keys.view(np.float32)
     counts = np.zeros(2048, np.int64)
-    candidates = np.empty(n, np.int64)
-    sign = np.uint32(0x80000000)
+    candidates = np.empty(n, np.uint32)
+    guess = np.uint32(0)
     for s in range(x.shape[0]):
         for i in range(n):
-            boosted[i] = x[s, i] * boost[i]
-        # Order-preserving map of float32 bits onto uint32 (the radix-sort trick):
-        # positive floats get the sign bit set, negative ones all bits flipped;
-        # -0.0 first becomes +0.0, which top_k treats as equal.
-        for i in range(n):
-            bits = keys[i]
-            if bits == sign:
-                bits = np.uint32(0)
-            keys[i] = ~bits if bits & sign else bits | sign
-        threshold, ties = _kth_largest(keys, k, counts, candidates)
+            values[i] = x[s, i] * boost[i] + np.float32(0.0)
+        _order_keys(keys)
+        threshold, take, _ = _kth_largest(keys, k, counts, candidates, guess)
+        guess = _lowered(threshold)
         m = 0
         for i in range(n):
-            key = np.int64(keys[i])
-            if key > threshold or (key == threshold and ties > 0):
+            key = keys[i]
+            if key > threshold or (key == threshold and take > 0):
                 if key == threshold:
-                    ties -= 1
+                    take -= 1
                 idx[s, m] = i
                 val[s, m] = x[s, i]
                 m += 1
@@ -439,3 +480,68 @@ def dense_sparse_input_csr(idx, val, indptr, cols, weights, b, relu, out):
                 o[cols[p]] += v * weights[p]
     if relu:
         relu_inplace(out)
+
+
+def _winner_mask(x, boost, k, chunks, mask, counts):
+    """Training-time k-winners selection: a 0/1 mask and the winners' counts per channel.
+
+    Picks exactly the winners `KWinners` picks with `tf.math.top_k` (the k largest
+    boosted values of each sample, ties going to the lower index), in linear time.
+    The passes over a sample are written without data-dependent branches, and the
+    counts go to a local integer array, so that LLVM vectorises the loops.
+
+    Args:
+        x: float32 `[B, positions, channels]`, the layer's input (channels last;
+            `positions` is 1 for rank-2 input, height * width for rank-4).
+        boost: float32 `[channels]`, the boost factor of each channel.
+        k: Winners per sample, `1 <= k < positions * channels`.
+        chunks: Number of parts the batch is split into, one per thread.
+        mask: float32 `[B, positions, channels]` output: 1.0 at the winners, else 0.0.
+        counts: int32 `[chunks, channels]` output: per part, how many winners of each
+            channel have a positive input.
+    """
+    batch, positions, channels = x.shape
+    for part in numba.prange(chunks):
+        flat_keys = np.empty(positions * channels, np.uint32)
+        keys = flat_keys.reshape((positions, channels))
+        values = keys.view(np.float32)
+        histogram = np.empty(2048, np.int64)
+        candidates = np.empty(positions * channels, np.uint32)
+        positive_winners = np.zeros(channels, np.int32)
+        guess = np.uint32(0)
+        for s in range(part * batch // chunks, (part + 1) * batch // chunks):
+            for p in range(positions):
+                for c in range(channels):
+                    values[p, c] = x[s, p, c] * boost[c] + np.float32(0.0)
+            _order_keys(flat_keys)
+            threshold, take, equal = _kth_largest(flat_keys, k, histogram, candidates, guess)
+            guess = _lowered(threshold)
+            # Usually every key equal to the threshold wins (take == equal): then the
+            # mask is simply key >= threshold. Otherwise the first `take` of them win.
+            all_equal_win = take == equal
+            for p in range(positions):
+                for c in range(channels):
+                    key = keys[p, c]
+                    won = (key > threshold) | (all_equal_win & (key == threshold))
+                    mask[s, p, c] = np.float32(won)
+                    positive_winners[c] += np.int32(won & (x[s, p, c] > np.float32(0.0)))
+            if not all_equal_win:
+                for p in range(positions):
+                    for c in range(channels):
+                        if keys[p, c] == threshold and take > 0:
+                            take -= 1
+                            mask[s, p, c] = np.float32(1.0)
+                            positive_winners[c] += np.int32(x[s, p, c] > np.float32(0.0))
+        counts[part] = positive_winners
+
+
+# Holds the GIL on purpose: TF may call it from several threads at once (inter-op
+# parallelism, tf.distribute replicas), and numba's default "workqueue" threading
+# layer must not be entered concurrently. `parallel` splits the batch over numba's
+# own threads instead.
+winner_mask = numba.njit(cache=True, parallel=True)(_winner_mask)
+
+
+def threads() -> int:
+    """Number of threads `winner_mask` may use (Numba's setting for this thread)."""
+    return numba.get_num_threads()

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from sparse_keras import validation
+from sparse_keras.layers import winner_selection
 
 # Boosting state stays float32 under float16 / mixed precision: duty cycles change by
 # about 1/duty_cycle_period per step, below float16 resolution near 1.
@@ -61,6 +62,10 @@ class KWinners(keras.layers.Layer):
     this adds nothing to the training step.
 
     If `k >= n` the layer is a plain ReLU (the paper's "100%" rows).
+
+    On a machine without GPU or TPU, float32 training calls find their winners with
+    a CPU kernel instead of `tf.math.top_k` (the same winners, several times faster;
+    see `sparse_keras.layers.winner_selection`); inference always uses `top_k`.
 
     Args:
         k: Number of winners per sample during training, a positive integer.
@@ -158,6 +163,13 @@ class KWinners(keras.layers.Layer):
         if self.is_relu:
             return tf.nn.relu(inputs)
         training = bool(training) and self.trainable
+        if training and winner_selection.use_cpu_kernel(inputs):
+            # Same winners as below, in a fraction of top_k's time (see winner_selection).
+            mask, count, batch = winner_selection.cpu_winner_mask(
+                inputs, self.boost_factors(), self.k
+            )
+            self._fold_counts(count, batch)
+            return inputs * mask
         k = self.k if training else self.k_inference
         if k >= self.units:
             winners_only = inputs
@@ -191,12 +203,15 @@ class KWinners(keras.layers.Layer):
         return tf.reshape(mask, tf.shape(inputs))
 
     def _update_duty_cycles(self, outputs):
-        batch = tf.cast(tf.shape(outputs)[0], "float32")
         active = tf.cast(outputs > 0, "float32")
         reduce_axes = [0] if len(outputs.shape) == 2 else [0, 1, 2]
+        batch = tf.cast(tf.shape(outputs)[0], "float32")
+        self._fold_counts(tf.reduce_sum(active, axis=reduce_axes), batch)
+
+    def _fold_counts(self, count, batch):
+        """Folds per-channel winner counts (summed over the batch and positions) in."""
         # Whole winner counts: exact in float32 whatever order replicas add them in,
         # so the division below gives the same bits as on one device.
-        count = tf.reduce_sum(active, axis=reduce_axes)
         count, batch = _sum_over_replicas(count, batch)
         self.update_duty_cycles(count / self.positions_per_unit, batch)
 
@@ -215,7 +230,8 @@ class KWinners(keras.layers.Layer):
             batch_size: Number of samples the counts were taken over.
         """
         samples = self.samples_seen + batch_size
-        period = tf.minimum(float(self.duty_cycle_period), samples)
+        # At least 1: an empty first batch must leave the duty cycles alone, not 0 / 0.
+        period = tf.maximum(tf.minimum(float(self.duty_cycle_period), samples), 1.0)
         self.samples_seen.assign(samples)
         self.duty_cycles.assign((self.duty_cycles * (period - batch_size) + count) / period)
 

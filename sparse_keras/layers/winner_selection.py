@@ -1,0 +1,135 @@
+"""How `KWinners` finds its winners during training: `tf.math.top_k` or a CPU kernel.
+
+`tf.math.top_k` is the training hot spot of a sparse network on CPU: for the
+first k-winners layer of MNIST Sparse CNN-2 (64 samples of 4,608 units, k = 400)
+it costs several times the whole ReLU it replaces. Only the k-th largest boosted
+value of each sample is needed, which a radix select finds in linear time. The
+"numba" method runs that select (`sparse_keras.compute._kernels.winner_mask`) in
+a `tf.numpy_function`, and also counts the winners for the duty cycles in the
+same pass. Both methods pick exactly the same winners, ties going to the lower
+index.
+
+The numba method is a CPU-only training path: it is not used inside XLA
+(`jit_compile=True`), for non-float32 inputs, on machines with a GPU or TPU, or
+at inference, so exported and inference graphs always contain `top_k` only.
+
+The method is chosen when a layer's call is traced: change it before building or
+compiling the model (or call `model.make_train_function(force=True)`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+METHODS = ("auto", "top_k", "numba")
+_ENV = "SPARSE_KERAS_WINNER_SELECTION"
+_method: str | None = None
+
+
+def set_winner_selection(method: str) -> None:
+    """Chooses how training-time k-winners are found.
+
+    Args:
+        method: "auto" (the default: "numba" where it applies, else "top_k"),
+            "top_k" (always `tf.math.top_k`) or "numba" (the CPU kernel where it
+            applies, else `top_k`; it never applies under XLA, on GPU / TPU
+            machines or to non-float32 inputs). The environment variable
+            `SPARSE_KERAS_WINNER_SELECTION` sets the default.
+    """
+    global _method
+    _method = _checked(method, "method")
+
+
+def winner_selection() -> str:
+    """The current method: the last `set_winner_selection`, else the environment's."""
+    if _method is not None:
+        return _method
+    return _checked(os.environ.get(_ENV, "auto"), _ENV)
+
+
+def _checked(method: str, name: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"{name} must be one of {METHODS}, got {method!r}.")
+    return method
+
+
+def use_cpu_kernel(inputs: tf.Tensor) -> bool:
+    """Whether a training call on `inputs` should use the CPU kernel (trace-time check)."""
+    if winner_selection() == "top_k" or inputs.dtype != tf.float32:
+        return False
+    return not (_in_xla_context() or _has_accelerator())
+
+
+def _in_xla_context() -> bool:
+    # tf.function(jit_compile=True), which Keras uses for `jit_compile=True`, traces
+    # inside an XLA control-flow context; a numpy_function cannot be compiled there.
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - depends on the TensorFlow version
+        return True  # cannot tell: the safe answer keeps top_k
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+def _has_accelerator() -> bool:
+    # The kernel runs on the host: on a GPU / TPU machine every call would copy the
+    # activations there and back, which top_k on the device avoids.
+    return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+
+
+def cpu_winner_mask(
+    inputs: tf.Tensor, boost: tf.Tensor, k: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The training winners of `inputs`, found by the CPU kernel.
+
+    Args:
+        inputs: float32 `(batch, units)` or `(batch, height, width, channels)`.
+        boost: float32 `(channels,)`, the boost factor of every channel (of every
+            unit for rank-2 input).
+        k: Winners per sample, `1 <= k < ` values per sample.
+
+    Returns:
+        `(mask, count, batch_size)`: float32 of `inputs`' shape, 1.0 at the winners
+        and 0.0 elsewhere; float32 `(channels,)`, the number of winners with a
+        positive input in each channel, summed over the batch and all positions;
+        the float32 batch size.
+    """
+    channels = int(boost.shape[0])
+    positions = math.prod(inputs.shape[1:]) // channels
+
+    def select(values: np.ndarray, boost: np.ndarray):
+        # Reshaping here rather than in the graph saves TF ops, which cost more than
+        # NumPy's views at these sizes.
+        kernels = _kernels()
+        batch = values.reshape((values.shape[0], positions, channels))
+        chunks = min(kernels.threads(), batch.shape[0])
+        mask = np.empty(batch.shape, np.float32)
+        counts = np.empty((chunks, channels), np.int32)
+        kernels.winner_mask(batch, boost, k, chunks, mask, counts)
+        count = counts.sum(axis=0).astype(np.float32)
+        return mask.reshape(values.shape), count, np.float32(values.shape[0])
+
+    # A numpy_function has no gradient: the mask is a constant to backprop.
+    mask, count, batch_size = tf.numpy_function(
+        select,
+        [inputs, boost],
+        [tf.float32, tf.float32, tf.float32],
+        stateful=False,
+        name="winner_mask",
+    )
+    mask.set_shape(inputs.shape)
+    count.set_shape((channels,))
+    batch_size.set_shape(())
+    return mask, count, batch_size
+
+
+def _kernels():
+    # Imported on first use: sparse_keras.compute imports the layers, and importing
+    # Numba costs a noticeable part of a second.
+    from sparse_keras.compute import _kernels
+
+    return _kernels

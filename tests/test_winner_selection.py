@@ -1,0 +1,191 @@
+"""The CPU winner-selection kernel against tf.math.top_k: same winners, same state."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sparse_keras import KWinners, models
+from sparse_keras.compute import _kernels
+from sparse_keras.layers import set_winner_selection, winner_selection
+
+
+@pytest.fixture(autouse=True)
+def restore_selection(monkeypatch):
+    monkeypatch.setattr(winner_selection, "_method", None)
+    monkeypatch.delenv("SPARSE_KERAS_WINNER_SELECTION", raising=False)
+
+
+def reference_mask(x, boost, k):
+    """Top-k of x * boost per sample by a full sort, ties to the lower index."""
+    batch = x.shape[0]
+    boosted = (x * boost).reshape(batch, -1)
+    mask = np.zeros_like(boosted)
+    for s in range(batch):
+        # lexsort: last key first; sort by value descending, then index ascending.
+        order = np.lexsort((np.arange(boosted.shape[1]), -boosted[s]))
+        mask[s, order[:k]] = 1.0
+    return mask.reshape(x.shape)
+
+
+def awkward_inputs(rng, shape):
+    """Normal values, with rows of other scales, many ties and signed zeros."""
+    x = rng.normal(size=shape).astype(np.float32)
+    x *= rng.uniform(0.01, 10.0, (shape[0],) + (1,) * (len(shape) - 1)).astype(np.float32)
+    x[1] = np.round(x[1])  # ties across the threshold
+    x[2] = np.where(rng.random(x[2].shape) < 0.5, -0.0, 0.0)  # only zeros
+    x[3] -= 50.0  # all negative
+    return x
+
+
+@pytest.mark.parametrize(
+    "positions, channels, k", [(144, 32, 400), (16, 64, 300), (1, 700, 100), (6, 3, 17), (1, 5, 1)]
+)
+@pytest.mark.parametrize("chunks", [1, 2, 3])
+def test_kernel_matches_a_full_sort(positions, channels, k, chunks):
+    rng = np.random.default_rng(positions * channels + k)
+    x = awkward_inputs(rng, (9, positions, channels))
+    boost = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+    mask = np.full(x.shape, -1.0, np.float32)
+    counts = np.full((chunks, channels), -1, np.int32)
+    _kernels.winner_mask(x, boost, k, chunks, mask, counts)
+    expected = reference_mask(x, boost, k)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(counts.sum(axis=0), ((expected > 0) & (x > 0)).sum(axis=(0, 1)))
+
+
+def test_kernel_is_exact_when_the_previous_sample_misleads_its_guess():
+    # Each sample starts from the previous sample's threshold: a large sample then
+    # a tiny one (and the reverse) must still give exact winners.
+    x = np.stack([np.linspace(-1, 1, 64) * scale for scale in (1e4, 1e-4, 1e4, 1.0, -1.0)])
+    x = x.astype(np.float32)[:, None, :]
+    boost = np.ones(64, np.float32)
+    mask = np.empty_like(x)
+    counts = np.empty((1, 64), np.int32)
+    _kernels.winner_mask(x, boost, 7, 1, mask, counts)
+    np.testing.assert_array_equal(mask, reference_mask(x, boost, 7))
+
+
+def train_pair(layer_args, input_shape, steps, seed):
+    """Trains the same KWinners with both methods; returns outputs, grads and state."""
+    results = {}
+    for method in ("top_k", "numba"):
+        set_winner_selection(method)
+        layer = KWinners(**layer_args)
+        rng = np.random.default_rng(seed)
+        outputs, grads = [], []
+
+        @tf.function
+        def step(x, g, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * g)
+            return y, tape.gradient(loss, x)
+
+        for _ in range(steps):
+            x = tf.constant(awkward_inputs(rng, input_shape))
+            g = tf.constant(rng.normal(size=input_shape).astype(np.float32))
+            y, dx = step(x, g)
+            outputs.append(y.numpy())
+            grads.append(dx.numpy())
+        results[method] = (outputs, grads, [w.numpy() for w in layer.weights])
+    return results
+
+
+@pytest.mark.parametrize(
+    "layer_args, input_shape",
+    [
+        (dict(k=40, boost_strength=1.5, duty_cycle_period=50), (8, 6, 6, 8)),
+        (dict(k=10, boost_strength=2.0, duty_cycle_period=30), (8, 60)),
+    ],
+)
+def test_both_methods_train_identically(layer_args, input_shape):
+    results = train_pair(layer_args, input_shape, steps=12, seed=3)
+    for fast, reference in zip(results["numba"], results["top_k"], strict=True):
+        for a, b in zip(fast, reference, strict=True):
+            np.testing.assert_array_equal(a, b)
+    duty_cycles = results["numba"][2][0]
+    assert duty_cycles.min() < duty_cycles.max()  # boosting had something to act on
+
+
+def op_types(function, *args):
+    graph = function.get_concrete_function(*args).graph
+    types = {op.type for op in graph.get_operations()}
+    for f in graph.as_graph_def().library.function:
+        types.update(node.op for node in f.node_def)
+    return types
+
+
+def test_training_graph_uses_the_kernel_only_where_it_applies():
+    layer = KWinners(3)
+    layer.build((None, 10))
+    spec = tf.TensorSpec((None, 10), tf.float32)
+    train = tf.function(lambda x: layer(x, training=True))
+    infer = tf.function(lambda x: layer(x, training=False))
+    assert "PyFuncStateless" in op_types(train, spec)
+    assert "TopKV2" not in op_types(train, spec)
+    # Inference (and so every export) keeps top_k: graphs without Python in them.
+    assert "PyFuncStateless" not in op_types(infer, spec)
+    assert "TopKV2" in op_types(infer, spec)
+    # XLA cannot compile a numpy_function: jit_compile keeps top_k.
+    jit = tf.function(lambda x: layer(x, training=True), jit_compile=True)
+    assert "PyFuncStateless" not in op_types(jit, spec)
+    # The kernel is float32 only.
+    half = KWinners(3, dtype="float16")
+    half.build((None, 10))
+    spec16 = tf.TensorSpec((None, 10), tf.float16)
+    assert "PyFuncStateless" not in op_types(tf.function(lambda x: half(x, training=True)), spec16)
+    set_winner_selection("top_k")
+    assert "PyFuncStateless" not in op_types(tf.function(lambda x: layer(x, training=True)), spec)
+
+
+def test_environment_variable_sets_the_default(monkeypatch):
+    monkeypatch.setenv("SPARSE_KERAS_WINNER_SELECTION", "top_k")
+    assert winner_selection.winner_selection() == "top_k"
+    assert not winner_selection.use_cpu_kernel(tf.zeros((2, 4)))
+    set_winner_selection("numba")  # an explicit choice wins over the environment
+    assert winner_selection.winner_selection() == "numba"
+
+
+def test_unknown_methods_are_named(monkeypatch):
+    with pytest.raises(ValueError, match=r"method must be one of .*'top_k'.*got 'fast'"):
+        set_winner_selection("fast")
+    monkeypatch.setenv("SPARSE_KERAS_WINNER_SELECTION", "quick")
+    with pytest.raises(ValueError, match="SPARSE_KERAS_WINNER_SELECTION must be one of"):
+        winner_selection.winner_selection()
+
+
+@pytest.mark.parametrize("method", ["top_k", "numba"])
+def test_empty_batch_changes_nothing(method):
+    set_winner_selection(method)
+    layer = KWinners(3, boost_strength=1.0)
+    layer.build((None, 10))
+    empty = np.zeros((0, 10), np.float32)
+    for warm_up in (None, np.ones((2, 10), np.float32)):  # first batch, and a later one
+        if warm_up is not None:
+            layer(warm_up, training=True)
+        before = [w.numpy() for w in layer.weights]
+        assert layer(empty, training=True).shape == (0, 10)
+        for b, w in zip(before, layer.weights, strict=True):
+            np.testing.assert_array_equal(w.numpy(), b)  # no 0 / 0 on the first batch
+    assert layer.samples_seen.numpy() == 2.0
+
+
+def test_sparse_cnn2_fit_gives_the_same_weights_with_both_methods():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 48)
+    weights = {}
+    for method in ("top_k", "numba"):
+        set_winner_selection(method)
+        keras.utils.set_random_seed(0)
+        model = models.build("mnist_sparse_cnn2", seed=0)
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        weights[method] = model.get_weights()
+    for a, b in zip(weights["numba"], weights["top_k"], strict=True):
+        np.testing.assert_array_equal(a, b)
