@@ -189,3 +189,12 @@ def test_sparse_cnn2_fit_gives_the_same_weights_with_both_methods():
         weights[method] = model.get_weights()
     for a, b in zip(weights["numba"], weights["top_k"], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_auto_keeps_top_k_where_an_accelerator_is_visible(monkeypatch):
+    monkeypatch.setattr(winner_selection, "_has_accelerator", lambda: True)
+    x = tf.zeros((2, 4))
+    assert not winner_selection.use_cpu_kernel(x)  # auto
+    set_winner_selection("numba")  # the user asks for the kernel anyway
+    assert winner_selection.use_cpu_kernel(x)
+    assert not winner_selection.use_cpu_kernel(tf.zeros((2, 4), tf.float16))

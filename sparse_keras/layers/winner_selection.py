@@ -13,8 +13,9 @@ The numba method is a CPU-only training path: it is not used inside XLA
 (`jit_compile=True`), for non-float32 inputs, on machines with a GPU or TPU, or
 at inference, so exported and inference graphs always contain `top_k` only.
 
-The method is chosen when a layer's call is traced: change it before building or
-compiling the model (or call `model.make_train_function(force=True)`).
+The method is chosen when a layer's training call is traced, i.e. at a model's
+first training step: change it before then, or retrace afterwards with
+`model.make_train_function(force=True)`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ def set_winner_selection(method: str) -> None:
     """Chooses how training-time k-winners are found.
 
     Args:
-        method: "auto" (the default: "numba" where it applies, else "top_k"),
-            "top_k" (always `tf.math.top_k`) or "numba" (the CPU kernel where it
-            applies, else `top_k`; it never applies under XLA, on GPU / TPU
-            machines or to non-float32 inputs). The environment variable
-            `SPARSE_KERAS_WINNER_SELECTION` sets the default.
+        method: "auto" (the default): the CPU kernel for float32 training calls
+            outside XLA on machines without GPU or TPU, else `tf.math.top_k`.
+            "top_k": always `tf.math.top_k`. "numba": the CPU kernel for every
+            float32 training call outside XLA, even where a GPU or TPU is visible
+            (the activations then travel to the host and back). The environment
+            variable `SPARSE_KERAS_WINNER_SELECTION` sets the default.
+
+    Raises:
+        ValueError: For any other method.
     """
     global _method
     _method = _checked(method, "method")
@@ -59,9 +64,10 @@ def _checked(method: str, name: str) -> str:
 
 def use_cpu_kernel(inputs: tf.Tensor) -> bool:
     """Whether a training call on `inputs` should use the CPU kernel (trace-time check)."""
-    if winner_selection() == "top_k" or inputs.dtype != tf.float32:
+    method = winner_selection()
+    if method == "top_k" or inputs.dtype != tf.float32 or _in_xla_context():
         return False
-    return not (_in_xla_context() or _has_accelerator())
+    return method == "numba" or not _has_accelerator()
 
 
 def _in_xla_context() -> bool:
