@@ -1,6 +1,6 @@
 """Training-step time of MNIST Sparse CNN-2 vs a dense ReLU network of the same shape.
 
-    python benchmarks/train_step.py [--batch-size 64] [--steps 40] [--rounds 3]
+    python benchmarks/train_step.py [--batch-size 64] [--steps 40] [--rounds 3] [--out FILE]
 
 The dense network has the same layers with ReLUs instead of k-winners and a dense
 hidden layer. Sparse CNN-2 is timed twice: with the winners found by the CPU kernel
@@ -15,6 +15,8 @@ running time depends a little on the data.
 from __future__ import annotations
 
 import argparse
+import datetime
+import sys
 import time
 
 import keras
@@ -64,6 +66,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40, help="timed steps per network per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", help="also append the report to this file")
     args = parser.parse_args(argv)
     data, source = batches(args.batch_size, 16)
     networks = {
@@ -84,9 +87,17 @@ def main(argv=None) -> None:
                 times[name].append(time.perf_counter() - start)
     median = {name: float(np.median(t)) * 1000 for name, t in times.items()}
     dense = median["dense ReLU"]
-    print(f"batch {args.batch_size}, {source}, {len(times[name])} steps each (medians):")
+    lines = [f"batch {args.batch_size}, {source}, {len(times[name])} steps each (medians):"]
     for name, ms in median.items():
-        print(f"  {name:16s} {ms:6.2f} ms/step   ratio to dense {ms / dense:.2f}")
+        lines.append(f"  {name:16s} {ms:6.2f} ms/step   ratio to dense {ms / dense:.2f}")
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        # Appended, with the date and command, so that repeated runs stay on record.
+        with open(args.out, "a") as out:
+            command = "python benchmarks/train_step.py " + " ".join(argv or sys.argv[1:])
+            out.write(f"## {datetime.datetime.now():%Y-%m-%d %H:%M} `{command.strip()}`\n")
+            out.write(report + "\n\n")
 
 
 if __name__ == "__main__":
