@@ -18,6 +18,13 @@ def k_winners_layers(model: keras.Model) -> list[KWinners]:
 class BoostDecay(keras.callbacks.Callback):
     """Sets every `KWinners` boost strength to `beta_0 * factor ** epoch` before each epoch.
 
+    After each epoch (the last one included) the strength steps on to
+    `beta_0 * factor ** (epoch + 1)`, as the authors' released code decays it in
+    `postEpoch`: a model trained for `E` epochs is then evaluated, saved and exported with
+    `beta_0 * factor ** E`. Keras runs `validation_data` *before* this step, so validation
+    inside `fit` sees the epoch's own strength; evaluate after `fit` to match the
+    released code's per-epoch test.
+
     The value is derived from the epoch number and each layer's initial boost strength
     (`KWinners(boost_strength=...)`), never from counting calls, so a run resumed at
     epoch `e` (e.g. with `BackupAndRestore` or `initial_epoch=e`) trains with exactly
@@ -40,15 +47,20 @@ class BoostDecay(keras.callbacks.Callback):
             factor = fraction("factor", factor)
         self.factor = factor
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def _set(self, epoch: int) -> None:
         for layer in k_winners_layers(self.model):
             factor = self.factor if self.factor is not None else layer.boost_strength_factor
             layer.boost_strength.assign(layer.initial_boost_strength * factor**epoch)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._set(epoch)
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
+            # The strength this epoch trained with, before the step below.
             for layer in k_winners_layers(self.model):
                 logs[f"{layer.name}/boost_strength"] = float(layer.boost_strength.numpy())
+        self._set(epoch + 1)
 
 
 class DutyCycleMonitor(keras.callbacks.Callback):

@@ -14,7 +14,7 @@ import math
 import keras
 
 from sparse_keras.layers import KWinners, SparseDense
-from sparse_keras.layers.sparse import sparse_kernel_initializer
+from sparse_keras.layers.sparse import torch_default_initializer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +172,14 @@ def _batch_norm(name: str) -> keras.layers.Layer:
     )
 
 
+def _torch_init(fan_in: int) -> dict:
+    """Kernel and bias initializers of PyTorch's default: both `U(±1 / sqrt(fan_in))`."""
+    return {
+        "kernel_initializer": torch_default_initializer(),
+        "bias_initializer": torch_default_initializer(fan_in),
+    }
+
+
 def build_from_config(
     config: NetworkConfig, name: str = "network", seed: int | None = None
 ) -> keras.Model:
@@ -191,24 +199,32 @@ def build_from_config(
         raise ValueError(
             f"conv_filters {config.conv_filters} and conv_k {config.conv_k} differ in length."
         )
-    # PyTorch's default initialisation, as the authors' code used.
-    init = sparse_kernel_initializer(1.0)
     inputs = keras.Input(config.input_shape, name="features")
     x = inputs
     for i, (filters, k) in enumerate(zip(config.conv_filters, config.conv_k, strict=True), start=1):
-        x = keras.layers.Conv2D(filters, 5, kernel_initializer=init, name=f"conv{i}")(x)
+        x = keras.layers.Conv2D(filters, 5, name=f"conv{i}", **_torch_init(25 * x.shape[-1]))(x)
         if config.batch_norm:
             x = _batch_norm(f"conv{i}_bn")(x)
         x = keras.layers.MaxPooling2D(2, name=f"conv{i}_pool")(x)
         x = _activation(k, config, f"conv{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = SparseDense(config.hidden_units, density=config.weight_density, seed=seed, name="hidden")(x)
+    x = SparseDense(
+        config.hidden_units,
+        density=config.weight_density,
+        seed=seed,
+        name="hidden",
+        # The full fan-in, also for sparse weights: the released configs never turn on
+        # `normalize_weights` (SPEC §2).
+        **_torch_init(x.shape[-1]),
+    )(x)
     if config.batch_norm:
         x = _batch_norm("hidden_bn")(x)
     x = _activation(config.hidden_k, config, "hidden")(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(config.num_classes, kernel_initializer=init, name="logits")(x)
+    outputs = keras.layers.Dense(
+        config.num_classes, name="logits", **_torch_init(config.hidden_units)
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 

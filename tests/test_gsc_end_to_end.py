@@ -40,14 +40,20 @@ def test_gsc_sample_trains_scores_and_packages(tmp_path, sample_tree, monkeypatc
     # 62 digit + 6 silence training clips of each epoch up to that one.
     assert model.get_layer("hidden_kwinners").samples_seen.numpy() == 68 * (state["best_epoch"] + 1)
 
-    result = train.evaluate_and_record(
-        model, recipe, 0, state, results_dir=results, data_dir=str(sample_tree)
-    )
+    # Tested after every epoch, as the released runner: the noise curve of each epoch.
+    assert all(len(h["noise_correct"]) == 11 for h in state["history"])
+    result = train.record_result(recipe, 0, state, results_dir=results)
     saved = json.loads((results / "gsc_sparse_cnn2" / "seed0.json").read_text())
     assert saved["noise"]["test_size"] == 22  # the sample's digit clips in testing_list.txt
     assert saved["noise"]["max_score"] == 11 * 22
     assert saved["noise_score"] == sum(saved["noise"]["correct"]) == result["noise_score"]
     assert saved["selection"] == "epoch with the best validation accuracy"
+    best = state["history"][state["best_epoch"]]
+    assert saved["noise"]["correct"] == best["noise_correct"]
+    paper = saved["protocols"]["paper"]
+    test_accuracies = [h["test_accuracy"] for h in state["history"]]
+    assert paper["epoch"] == test_accuracies.index(max(test_accuracies))
+    assert "test-set selection" in paper["selection"]
 
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps({"format_version": 1, "models": {}}))

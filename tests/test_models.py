@@ -1,5 +1,6 @@
 """The Table 3 networks: shapes behind the paper's percentages, parameter and non-zero counts."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -110,3 +111,27 @@ def test_unknown_names_and_overrides_are_named():
         models.build("mnist_cnn9")
     with pytest.raises(ValueError, match=r"Unknown override\(s\) \['hiden_units'\]"):
         models.build("mnist_sparse_cnn2", hiden_units=3)
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_layer_starts_as_pytorch_default_biases_included(name):
+    # SPEC §2: weights and biases U(±1/sqrt(fan_in)), fan_in = c_in * 25 for the 5x5
+    # convolutions and the full input width for dense layers, sparse or not.
+    keras.utils.set_random_seed(0)
+    model = models.build(name, seed=0)
+    config = models.get_config(name)
+    conv_in = [config.input_shape[-1], *config.conv_filters[:-1]]
+    flat = model.get_layer("flatten").output.shape[-1]
+    fan_ins = {f"conv{i + 1}": 25 * c for i, c in enumerate(conv_in)}
+    fan_ins |= {"hidden": flat, "logits": config.hidden_units}
+    for layer_name, fan_in in fan_ins.items():
+        layer = model.get_layer(layer_name)
+        bound = 1 / np.sqrt(fan_in)
+        kernel = layer.kernel.numpy()
+        kept = kernel[kernel != 0]
+        for values, what in ((kept, "kernel"), (layer.bias.numpy(), "bias")):
+            assert np.abs(values).max() <= bound, (layer_name, what)
+            # Spread over the whole range (not zeros, not a narrower range); a bias
+            # has few values, so only ask that it fill most of the range.
+            spread = 0.9 if values.size > 200 else 0.5
+            assert np.abs(values).max() > spread * bound, (layer_name, what)

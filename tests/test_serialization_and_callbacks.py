@@ -28,7 +28,8 @@ def test_keras_file_round_trip_keeps_state_and_predictions(tmp_path):
     model, x = _trained_small_model()
     kw = model.get_layer("kw")
     assert kw.samples_seen.numpy() == 80
-    assert kw.boost_strength.numpy() == pytest.approx(1.2 * 0.9)
+    # Two epochs, each followed by a decay step (the released postEpoch): 1.2 * 0.9**2.
+    assert kw.boost_strength.numpy() == pytest.approx(1.2 * 0.9**2)
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -93,6 +94,8 @@ def test_boost_decay_follows_the_epoch_number_and_resumes():
 
     model.fit(x, y, epochs=3, verbose=0, callbacks=[BoostDecay(0.5), Record()])
     assert seen == pytest.approx([1.2, 0.6, 0.3])
+    # After E = 3 epochs the model is tested (and saved) with beta * f**E.
+    assert model.get_layer("kw").boost_strength.numpy() == pytest.approx(1.2 * 0.5**3)
     seen.clear()
     # A run resumed at epoch 2 trains with exactly what an uninterrupted one would.
     model.fit(x, y, initial_epoch=2, epochs=3, verbose=0, callbacks=[BoostDecay(0.5), Record()])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sparse_keras import FixedMask, SparseConv2D, SparseDense
-from sparse_keras.layers.sparse import random_fan_in_mask
+from sparse_keras.layers.sparse import kept_fan_in_initializer, random_fan_in_mask
 
 
 @pytest.mark.parametrize(
@@ -68,13 +68,27 @@ def test_density_one_is_an_ordinary_dense_layer():
     assert [w.name for w in layer.weights] == ["kernel", "bias"]
 
 
-def test_initialiser_is_scaled_to_the_kept_fan_in():
+def test_default_initialiser_uses_the_full_fan_in_as_the_released_code():
+    # PyTorch's nn.Linear init U(±1/sqrt(400)) over all 400 inputs, then the mask zeroes
+    # 75%: the kept weights are not re-scaled (normalize_weights is off in every config).
     layer = SparseDense(2000, density=0.25, seed=0)
     layer.build((None, 400))
     kept = layer.kernel.numpy()[layer.kernel_mask.numpy() == 1]
-    bound = 1 / np.sqrt(0.25 * 400)
+    bound = 1 / np.sqrt(400)
     assert np.abs(kept).max() <= bound
     assert np.abs(kept).max() > 0.95 * bound
+
+
+def test_kept_fan_in_initialiser_is_an_option():
+    layer = SparseDense(
+        2000, density=0.25, seed=0, kernel_initializer=kept_fan_in_initializer(0.25)
+    )
+    layer.build((None, 400))
+    kept = layer.kernel.numpy()[layer.kernel_mask.numpy() == 1]
+    bound = 1 / np.sqrt(0.25 * 400)  # twice the full-fan-in bound
+    assert 0.95 * bound < np.abs(kept).max() <= bound
+    with pytest.raises(ValueError, match=r"density must be a number in \(0, 1\], got 0"):
+        kept_fan_in_initializer(0)
 
 
 def _sparse_model():

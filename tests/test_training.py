@@ -13,7 +13,10 @@ def test_recipes_follow_the_released_configs():
     sparse2 = recipes.get_recipe("mnist_sparse_cnn2")
     assert (sparse2.epochs, sparse2.learning_rate, sparse2.momentum) == (10, 0.02, 0.0)
     assert [sparse2.batch_size_for(e) for e in (0, 1, 9)] == [4, 64, 64]
-    assert sparse2.learning_rate_for(2) == pytest.approx(0.02 * 0.8**2)
+    # StepLR is stepped before each epoch's training: epoch i trains at lr * 0.8 ** (i + 1).
+    assert [sparse2.learning_rate_for(e) for e in (0, 1, 9)] == pytest.approx(
+        [0.016, 0.0128, 0.02 * 0.8**10]
+    )
     dense2 = recipes.get_recipe("mnist_dense_cnn2")
     assert (dense2.epochs, dense2.batch_size_for(0), dense2.momentum, dense2.boost_decay) == (
         15,
@@ -44,6 +47,7 @@ def _run(tmp_path, data_dir, name, epochs):
         max_train_examples=256,
         epochs=epochs,
         verbose=0,
+        max_test_examples=200,
     )
 
 
@@ -59,8 +63,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir):
     kw = resumed.get_layer("hidden_kwinners")
     # Epoch 0 ran at batch 4 on 256 images, epoch 1 at batch 64: 512 samples seen in all.
     assert kw.samples_seen.numpy() == 512
-    assert kw.boost_strength.numpy() == pytest.approx(1.5 * 0.85)
+    # Decayed after the last epoch too (the released postEpoch): 2 epochs -> 1.5 * 0.85**2.
+    assert kw.boost_strength.numpy() == pytest.approx(1.5 * 0.85**2)
     # The masked weights of the sparse hidden layer are still exactly zero.
     hidden = resumed.get_layer("hidden")
     assert (hidden.kernel.numpy()[hidden.kernel_mask.numpy() == 0] == 0).all()
-    assert [h["learning_rate"] for h in full_state["history"]] == pytest.approx([0.02, 0.016])
+    assert [h["learning_rate"] for h in full_state["history"]] == pytest.approx([0.016, 0.0128])

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Trains the Table 1 networks in the order results are most useful: the four main
-# networks with seed 0, then with seeds 1 and 2, then the ablations with seed 0.
-# Resumable: finished epochs and seeds are skipped. Run from the repository root:
-#   nohup bash training/queue_table1.sh > training/logs/table1.log 2>&1 &
+# Retrains Table 1 with the runner that matches the released code (issue 18), one run at
+# a time, in the order results are most useful:
+#   seeds 0-2 of Sparse/Dense CNN-2, seed 0 of Sparse/Dense CNN-1, seeds 3-4 of CNN-2,
+#   seeds 1-4 of CNN-1, seeds 5-9 of CNN-2, then seeds 0-2 of the four ablations.
+# Resumable at the epoch: finished seeds (a result JSON exists) are skipped and an
+# interrupted seed resumes from its last checkpoint. Run from the repository root:
+#   mkdir -p training/logs && nohup bash training/queue_table1.sh > training/logs/table1.log 2>&1 &
+# Then: python -m training.aggregate table1 && python -m training.aggregate plots
 set -u
-main="mnist_sparse_cnn2 mnist_dense_cnn2 mnist_sparse_cnn1 mnist_dense_cnn1"
+main2="mnist_sparse_cnn2 mnist_dense_cnn2"
+main1="mnist_sparse_cnn1 mnist_dense_cnn1"
 ablations="mnist_dense_cnn2_sp3 mnist_sparse_cnn2_d3 mnist_sparse_cnn2_w1 mnist_sparse_cnn2_dsw"
-extra_args=("$@")
-# Wait for a run of this queue that an earlier copy of it left going (resuming the same
-# run twice at once would corrupt its checkpoint).
-wait_for_running() { while pgrep -f "training.train --recipe $1" > /dev/null; do sleep 20; done; }
-for seed in 0 1 2; do
-  for recipe in $main; do
-    [ -f "training/results/$recipe/seed$seed.json" ] && continue
-    wait_for_running "$recipe"
-    python -m training.train --recipe "$recipe" --first-seed "$seed" --seeds 1 --verbose 2 "${extra_args[@]}"
-  done
-done
-for recipe in $ablations; do
-  [ -f "training/results/$recipe/seed0.json" ] && continue
+plan=()
+for seed in 0 1 2; do for r in $main2; do plan+=("$r:$seed"); done; done
+for r in $main1; do plan+=("$r:0"); done
+for seed in 3 4; do for r in $main2; do plan+=("$r:$seed"); done; done
+for seed in 1 2 3 4; do for r in $main1; do plan+=("$r:$seed"); done; done
+for seed in 5 6 7 8 9; do for r in $main2; do plan+=("$r:$seed"); done; done
+for seed in 0 1 2; do for r in $ablations; do plan+=("$r:$seed"); done; done
+# Wait for a run that an earlier copy of this queue left going (resuming the same run
+# twice at once would corrupt its checkpoint).
+wait_for_running() { while pgrep -f "training.train --recipe $1 " > /dev/null; do sleep 20; done; }
+for item in "${plan[@]}"; do
+  recipe="${item%%:*}" seed="${item##*:}"
+  [ -f "training/results/$recipe/seed$seed.json" ] && continue
   wait_for_running "$recipe"
-  python -m training.train --recipe "$recipe" --first-seed 0 --seeds 1 --verbose 2 "${extra_args[@]}"
+  python -m training.train --recipe "$recipe" --first-seed "$seed" --seeds 1 --verbose 2 "$@"
 done

@@ -21,7 +21,8 @@ class Recipe:
         learning_rate: Initial SGD learning rate.
         lr_decay: Factor applied to the learning rate after every epoch.
         momentum: SGD momentum.
-        weight_decay: SGD weight decay (L2 through the optimizer).
+        weight_decay: PyTorch-style (coupled) L2 weight decay, added to the gradient
+            before momentum (`sparse_keras.optimizers.CoupledSGD`).
         boost_decay: Per-epoch boost strength factor (`BoostDecay`).
         model_overrides: `NetworkConfig` fields changed for this recipe.
         validation_size: Training examples held out to pick the best epoch (MNIST: 0,
@@ -55,7 +56,13 @@ class Recipe:
         return self.batch_size
 
     def learning_rate_for(self, epoch: int) -> float:
-        return self.learning_rate * self.lr_decay**epoch
+        """The learning rate epoch `epoch` (from 0) trains with: `lr * lr_decay ** (epoch + 1)`.
+
+        The released runner steps PyTorch's `StepLR` *before* each epoch's training
+        (SPEC §3), so even epoch 0 trains at the decayed rate and the configured rate
+        itself is never used.
+        """
+        return self.learning_rate * self.lr_decay ** (epoch + 1)
 
 
 def list_recipes() -> list[str]:

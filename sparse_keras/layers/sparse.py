@@ -35,12 +35,44 @@ def random_fan_in_mask(shape: tuple[int, ...], density: float, seed: int | None)
     return mask.T.reshape(shape)
 
 
-def sparse_kernel_initializer(density: float) -> keras.initializers.Initializer:
-    """Uniform initializer scaled to the kept fan-in, `U(±1 / sqrt(density * fan_in))`.
+def torch_default_initializer(fan_in: int | None = None) -> keras.initializers.Initializer:
+    """PyTorch's default initializer of `nn.Linear` / `nn.Conv2d`: `U(±1 / sqrt(fan_in))`.
 
-    This is PyTorch's default (Kaiming-uniform with a=sqrt(5)) computed on the
-    non-zero inputs only, as the authors' code initialises sparse layers.
+    PyTorch draws both the weights (Kaiming-uniform with `a = sqrt(5)`) and the biases from
+    this range, with `fan_in` = input features (dense) or `kh * kw * c_in` (conv). The
+    authors' released code keeps this init everywhere, sparse layers included: the
+    fan-in is the layer's *full* fan-in even where most weights are then zeroed.
+
+    Args:
+        fan_in: `None` gives a kernel initializer that reads the fan-in from the kernel's
+            shape (all axes but the last). An integer gives a fixed range, as a bias
+            initializer needs (a bias's shape does not hold the fan-in).
+
+    Returns:
+        A Keras initializer.
     """
+    if fan_in is None:
+        return keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
+        )
+    fan_in = validation.positive_int("fan_in", fan_in)
+    bound = 1.0 / float(np.sqrt(fan_in))
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def kept_fan_in_initializer(density: float) -> keras.initializers.Initializer:
+    """`U(±1 / sqrt(density * fan_in))`: PyTorch's default range computed on the kept weights.
+
+    This is what the released code's `normalize_weights=True` option would give (every
+    released config leaves it off). It keeps each unit's initial output variance
+    independent of the density, which helps when training very sparse layers from
+    scratch with a recipe of your own. The paper's networks do not use it
+    (`sparse_keras.models` passes `torch_default_initializer()`).
+
+    Args:
+        density: The layer's weight density, in (0, 1].
+    """
+    density = validation.fraction("density", density)
     return keras.initializers.VarianceScaling(
         scale=1.0 / (3.0 * density), mode="fan_in", distribution="uniform"
     )
@@ -60,7 +92,7 @@ class _FixedMaskMixin:
             raise ValueError(f"seed must be an integer or None, got {seed!r}.")
         self.seed = None if seed is None else int(seed)
         if kwargs.get("kernel_initializer") is None:
-            kwargs["kernel_initializer"] = sparse_kernel_initializer(self.density)
+            kwargs["kernel_initializer"] = torch_default_initializer()
         return kwargs
 
     def _build_mask(self, kernel_shape):
@@ -132,8 +164,10 @@ class SparseDense(_FixedMaskMixin, keras.layers.Dense):
         seed: Integer seed of the mask; two layers with the same seed and shape get
             the same mask. `None` draws one from NumPy's global generator.
         **kwargs: Any `keras.layers.Dense` argument. `kernel_initializer` defaults
-            to `U(±1 / sqrt(density * fan_in))`; a `kernel_constraint` is applied
-            before the mask.
+            to PyTorch's `U(±1 / sqrt(fan_in))` over the *full* fan-in, as the authors'
+            released code (`torch_default_initializer`); pass
+            `kernel_initializer=kept_fan_in_initializer(density)` to scale to the kept
+            fan-in instead. A `kernel_constraint` is applied before the mask.
 
     Input shape:
         `(batch, ..., input_dim)`.
@@ -176,6 +210,7 @@ class SparseConv2D(_FixedMaskMixin, keras.layers.Conv2D):
         density: Fraction of each filter's weights that are kept, in (0, 1].
         seed: Integer seed of the mask, or `None`.
         **kwargs: Any `keras.layers.Conv2D` argument (channels-last data only).
+            `kernel_initializer` defaults as in `SparseDense`.
 
     Input shape:
         `(batch, height, width, channels)`.
