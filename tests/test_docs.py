@@ -339,3 +339,22 @@ def test_site_builds_strict(tmp_path):
         f"Public names missing from the API reference (docs/api/*.md): {missing}. "
         "Add their module (`::: module`) or the name to a page."
     )
+
+
+def test_fidelity_page_names_tests_that_exist():
+    # Every "pinned by" reference on the fidelity page points at a real test function:
+    # `tests/x.py::name` sets the file, a following bare `::name` reuses it.
+    import ast
+
+    text = (DOCS / "fidelity.md").read_text()
+    current, checked = None, 0
+    for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", text):
+        if path:
+            current = path
+            assert (REPO / path).exists(), path
+        if name:
+            tree = ast.parse((REPO / current).read_text())
+            functions = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert name in functions, f"{current}::{name} named in docs/fidelity.md is missing"
+            checked += 1
+    assert checked >= 10

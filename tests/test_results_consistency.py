@@ -24,6 +24,26 @@ def test_result_file_is_self_consistent(path):
     assert result["clean_accuracy"] == pytest.approx(noise["correct"][0] / noise["test_size"])
     assert len(result["history"]) == result["epochs"]
     assert result["command"].startswith("python -m training.")
+    if "protocols" not in result:
+        return  # made before the runner tested after every epoch (FSDD, pruning)
+    assert result["git_commit"]
+    history = result["history"]
+    for protocol in result["protocols"].values():
+        entry = history[protocol["epoch"]]
+        assert protocol["noise"]["correct"] == entry["noise_correct"]
+        assert protocol["noise_score"] == entry["noise_score"] == sum(entry["noise_correct"])
+        assert protocol["clean_accuracy"] == pytest.approx(
+            entry["noise_correct"][0] / noise["test_size"]
+        )
+    tests = [h["test_accuracy"] for h in history]
+    assert result["protocols"]["paper"]["epoch"] == tests.index(max(tests))
+    held_out = result["protocols"]["held_out"]
+    assert (held_out["epoch"], held_out["noise_score"]) == (
+        result["selected_epoch"],
+        result["noise_score"],
+    )
+    if result["dataset"] == "mnist":
+        assert held_out["epoch"] == result["epochs"] - 1
 
 
 @pytest.mark.parametrize(

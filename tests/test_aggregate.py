@@ -1,0 +1,121 @@
+"""training.aggregate: both reporting protocols and their statistics, on hand-made results."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from training import aggregate, train
+from training.recipe import get_recipe
+
+
+def _state(test_accuracies, scores, val=None):
+    history = []
+    for epoch, (acc, score) in enumerate(zip(test_accuracies, scores, strict=True)):
+        # 11 levels of 10,000 images: level 0 holds the clean accuracy, the rest the remainder.
+        clean = round(acc * 10000)
+        rest = score - clean
+        correct = [clean] + [rest // 10 + (1 if i < rest % 10 else 0) for i in range(10)]
+        entry = {"epoch": epoch, "test_accuracy": acc, "noise_correct": correct}
+        entry["noise_score"] = sum(correct)
+        if val is not None:
+            entry["val_accuracy"] = val[epoch]
+        history.append(entry)
+    return {
+        "epochs_done": len(history),
+        "history": history,
+        "train_seconds": 1.0,
+        "test_size": 10000,
+    }
+
+
+# Per seed: (test accuracy per epoch, noise score per epoch). The best test epoch is
+# not the last one, so the two protocols differ.
+SPARSE = [
+    ([0.985, 0.991, 0.990], [101000, 103000, 102500]),
+    ([0.986, 0.989, 0.992], [100000, 101500, 104000]),
+    ([0.990, 0.988, 0.989], [103500, 102000, 101000]),
+]
+DENSE = [
+    ([0.990, 0.993, 0.992], [95000, 96000, 97500]),
+    ([0.991, 0.992, 0.994], [94000, 97000, 98000]),
+    ([0.993, 0.991, 0.990], [99000, 96500, 95500]),
+]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    for name, runs in (("mnist_sparse_cnn2", SPARSE), ("mnist_dense_cnn2", DENSE)):
+        for seed, (accs, scores) in enumerate(runs):
+            train.record_result(get_recipe(name), seed, _state(accs, scores), out, command="x")
+    return out
+
+
+def test_protocol_epochs_follow_the_released_best_score():
+    recipe = get_recipe("mnist_sparse_cnn2")
+    # Ties: the first best epoch (np.argmax), as bestScore.
+    state = _state([0.98, 0.99, 0.99, 0.97], [1, 2, 3, 4])
+    assert train.protocol_epochs(recipe, state["history"]) == {"paper": 1, "held_out": 3}
+    audio = get_recipe("gsc_sparse_cnn2")
+    state = _state([0.9, 0.8, 0.95], [1, 2, 3], val=[0.5, 0.7, 0.6])
+    assert train.protocol_epochs(audio, state["history"]) == {"paper": 2, "held_out": 1}
+
+
+def test_result_file_holds_both_protocols(results):
+    run = aggregate.load_results("mnist_sparse_cnn2", results)[0]
+    assert run["protocols"]["paper"]["epoch"] == 1
+    assert run["protocols"]["held_out"]["epoch"] == 2
+    assert run["noise_score"] == 102500 and run["clean_accuracy"] == 0.990
+    assert aggregate.protocol_values(run, "paper") == (0.991, 103000)
+
+
+def _expected_cells(runs, protocol):
+    if protocol == "paper":
+        picked = [(max(a), s[int(np.argmax(a))]) for a, s in runs]
+        ddof = 0
+    else:
+        picked = [(a[-1], s[-1]) for a, s in runs]
+        ddof = 1
+    acc = np.array([100 * a for a, _ in picked])
+    score = np.array([s for _, s in picked], float)
+    return (
+        f"{acc.mean():,.2f} ± {acc.std(ddof=ddof):,.2f}",
+        f"{score.mean():,.0f} ± {score.std(ddof=ddof):,.0f}",
+        score,
+    )
+
+
+def _welch_by_hand(a, b):
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return t, 2 * stats.t.sf(abs(t), df)
+
+
+@pytest.mark.parametrize("protocol", ["paper", "held_out"])
+def test_table_cells_and_welch_recomputed_independently(results, protocol):
+    text = aggregate.table1_markdown(results)
+    title = aggregate.PROTOCOLS[protocol][0]
+    section = text.split(f"## {title}")[1].split("\n## ")[0]
+    s_acc, s_score, s_values = _expected_cells(SPARSE, protocol)
+    d_acc, d_score, d_values = _expected_cells(DENSE, protocol)
+    assert f"| Sparse CNN-2 | 0,1,2 | {s_acc} | 99.09 ± 0.05 | {s_score} |" in section
+    assert f"| Dense CNN-2 | 0,1,2 | {d_acc} | 99.31 ± 0.06 | {d_score} |" in section
+    t, p = _welch_by_hand(s_values, d_values)
+    diff = s_values.mean() - d_values.mean()
+    assert f"| Sparse CNN-2 | Dense CNN-2 | {diff:+,.0f} | {t:.2f} | {p:.2g} |" in section
+    assert "| Sparse CNN-1 | none | not run yet |" in section
+
+
+def test_protocols_are_labelled(results):
+    text = aggregate.table1_markdown(results)
+    assert "## Paper protocol: best test-set epoch (test-set selection)" in text
+    assert "population std" in text and "sample std (n − 1)" in text
+
+
+def test_population_and_sample_std():
+    assert aggregate.mean_std([1.0, 3.0], ddof=0) == (2.0, 1.0)
+    assert aggregate.mean_std([1.0, 3.0]) == pytest.approx((2.0, math.sqrt(2)))
+    assert math.isnan(aggregate.mean_std([5.0])[1])
