@@ -43,7 +43,11 @@ PIXEL_NOISE_VALUE = 0.1307 + 2 * 0.3081
 # Datasets `evaluate` can load by name. Audio datasets name a module offering
 # `load(split, batch_size=None, data_dir=None, return_waveforms=True)`, `CLASS_NAMES`
 # and `log_mel` (or use `sparse_keras.data.audio.log_mel`).
-_AUDIO_MODULES = {"gsc": "sparse_keras.data.gsc", "fsdd": "sparse_keras.data.fsdd"}
+_AUDIO_MODULES = {
+    "gsc": "sparse_keras.data.gsc",
+    "gsc12v2": "sparse_keras.data.gsc12v2",
+    "fsdd": "sparse_keras.data.fsdd",
+}
 DATASETS = ("mnist", *_AUDIO_MODULES)
 # How many examples the per-example noise draws run side by side.
 _PARALLEL_ROWS = 128
@@ -724,7 +728,9 @@ def evaluate(
         model: A `keras.Model` (run in inference mode as a compiled graph), any
             callable mapping a feature batch to logits or probabilities `[batch, classes]`,
             or a zoo name / `.keras` path (see `load_model`).
-        dataset: "mnist", "gsc" (or "fsdd", where installed), or a `tf.data.Dataset`.
+        dataset: "mnist", "gsc", "gsc12v2" (Speech Commands v0.02 keywords: the noise
+            test uses the keyword and unknown test clips, no silence), "fsdd", or a
+            `tf.data.Dataset`.
         noise_levels: Levels in `[0, 1]`; default 0.00, 0.05, ..., 0.50.
         seed: Noise seed.
         batch_size: Examples per model call.

@@ -69,3 +69,17 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir):
     hidden = resumed.get_layer("hidden")
     assert (hidden.kernel.numpy()[hidden.kernel_mask.numpy() == 0] == 0).all()
     assert [h["learning_rate"] for h in full_state["history"]] == pytest.approx([0.016, 0.0128])
+
+
+@pytest.mark.parametrize(
+    "network", ["dense_cnn2", "dense_cnn2_dropout", "sparse_cnn2", "super_sparse_cnn2"]
+)
+def test_gsc12v2_recipes_are_the_gsc_recipes_on_other_data(network):
+    import dataclasses
+
+    gsc = recipes.get_recipe(f"gsc_{network}")
+    paper = recipes.get_recipe(f"gsc12v2_{network}")
+    recorded = recipes.get_recipe(f"gsc12v2_recorded_silence_{network}")
+    assert dataclasses.replace(paper, name=gsc.name, dataset="gsc") == gsc
+    assert paper.data_options == {} and recorded.data_options == {"silence": "recorded"}
+    assert dataclasses.replace(recorded, name=paper.name, data_options={}) == paper

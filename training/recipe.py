@@ -31,6 +31,8 @@ class Recipe:
             validation accuracy is kept).
         class_balanced: Class-balanced sampling of training batches.
         augment: Training-time data augmentation (audio).
+        data_options: Extra keyword arguments of the dataset's `load` for every split
+            (e.g. `{"silence": "recorded"}` for the v0.02 task's standard convention).
     """
 
     name: str
@@ -49,6 +51,7 @@ class Recipe:
     select: str = "last"
     class_balanced: bool = False
     augment: bool = False
+    data_options: dict = dataclasses.field(default_factory=dict)
 
     def batch_size_for(self, epoch: int) -> int:
         if epoch == 0 and self.first_epoch_batch_size:

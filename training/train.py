@@ -81,7 +81,7 @@ class TrainingData:
             )
             if max_train_examples:
                 self._x, self._y = self._x[:max_train_examples], self._y[:max_train_examples]
-        elif recipe.dataset not in ("gsc", "fsdd"):
+        elif recipe.dataset not in ("gsc", "gsc12v2", "fsdd"):
             raise ValueError(f"Recipe {recipe.name!r} names unknown dataset {recipe.dataset!r}.")
 
     def train(self, epoch: int, seed: int) -> tf.data.Dataset:
@@ -106,6 +106,7 @@ class TrainingData:
             augment=self.recipe.augment,
             seed=seed * 1000 + epoch,
             class_balanced=self.recipe.class_balanced,
+            **self.recipe.data_options,
         )
         if self.max_train_examples:
             ds = ds.take(max(1, self.max_train_examples // batch))
@@ -120,7 +121,9 @@ class TrainingData:
             return mnist.load(
                 "validation", 1000, self.data_dir, validation_size=self.recipe.validation_size
             )
-        return self._audio_module().load("validation", batch_size=256, data_dir=self.data_dir)
+        return self._audio_module().load(
+            "validation", batch_size=256, data_dir=self.data_dir, **self.recipe.data_options
+        )
 
     def _audio_module(self):
         import importlib
