@@ -30,7 +30,6 @@ for graph optimisation).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import pathlib
@@ -587,67 +586,3 @@ def export_for_serving(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return version_dir
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _load_model_argument(spec: str) -> tuple[keras.Model, str | None, str]:
-    """(model, dataset or None, default model name) for a zoo name or a .keras path."""
-    path = pathlib.Path(spec).expanduser()
-    if spec.endswith((".keras", ".h5")) or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"Model file {path} not found.")
-        import sparse_keras  # noqa: F401  (registers the custom layers for loading)
-
-        return keras.saving.load_model(path, compile=False), None, path.stem
-    from sparse_keras import zoo
-
-    return zoo.load(spec), zoo.info(spec)["dataset"], spec
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    model, dataset, name = _load_model_argument(args.model)
-    class_names = args.class_names.split(",") if args.class_names else None
-    try:
-        path = export_for_serving(
-            model,
-            args.export_dir,
-            version=args.version,
-            dataset=args.dataset or dataset,
-            class_names=class_names,
-            model_name=args.model_name or name,
-        )
-    except FileExistsError as err:
-        raise ValueError(str(err)) from err
-    print(path)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Adds `sparse-keras export MODEL EXPORT_DIR [--version N] [--dataset D]`."""
-    parser = subparsers.add_parser(
-        "export",
-        help="export a model for TensorFlow Serving (raw-input signatures)",
-        description=(
-            "Write MODEL as <EXPORT_DIR>/<name>/<version>/ for TensorFlow Serving. The "
-            "serving_default signature takes raw input (uint8 MNIST images [batch, 28, 28] or "
-            "16 kHz float waveforms [batch, samples]) and returns probabilities, class_ids "
-            "and class_names. See docs/serving.md."
-        ),
-    )
-    parser.add_argument(
-        "model", metavar="MODEL", help="zoo model name (e.g. mnist_sparse_cnn2) or a .keras file"
-    )
-    parser.add_argument(
-        "export_dir", metavar="EXPORT_DIR", help="TF Serving base directory (mounted at /models)"
-    )
-    parser.add_argument("--version", type=int, help="version number (default: next free one)")
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        help="input type (default: the zoo's, else from the input shape)",
-    )
-    parser.add_argument("--model-name", help="name served under (default: zoo name or file stem)")
-    parser.add_argument("--class-names", help="comma-separated class names, one per output")
-    parser.set_defaults(func=_run_cli)

@@ -10,7 +10,8 @@ The paper measures robustness by corrupting the *raw* test inputs at noise level
 
 The *noise score* is the number of correct answers summed over all levels (MNIST: at
 most 11 levels x 10,000 images = 110,000). `evaluate` runs the whole protocol and
-returns a `NoiseReport`; `sparse-keras evaluate` is its command-line face.
+returns a `NoiseReport`; `sparse-keras evaluate` (`sparse_keras.cli.evaluate`) is its
+command-line face.
 
 Noise is drawn with stateless random ops from `(seed, noise level, example index)`,
 so a score is reproducible: the same seed gives the same noise whatever the batch
@@ -950,30 +951,23 @@ def noisy_test_set(
 def load_model(name_or_path: str | os.PathLike):
     """A model from a `.keras` file or, failing that, from the model zoo by name.
 
+    The same rule as every `sparse-keras` command's MODEL argument
+    (`sparse_keras.cli.resolve.resolve_model`).
+
     Args:
         name_or_path: Path to a `.keras` file, or a zoo name such as "mnist_sparse_cnn2".
 
     Returns:
-        The `keras.Model`.
+        The `keras.Model` (not compiled).
 
     Raises:
-        FileNotFoundError: for a `.keras` path that does not exist.
-        ValueError: for an unknown name, or when the zoo is not available.
+        FileNotFoundError: for a model path that does not exist.
+        ValueError: for a file that is not a Keras model, or an unknown zoo name.
     """
-    path = pathlib.Path(name_or_path)
-    if path.suffix == ".keras":
-        if not path.is_file():
-            raise FileNotFoundError(f"No model file {str(path)!r}.")
-        import keras
+    # Deferred: the resolver belongs to the command line, which imports this module.
+    from sparse_keras.cli.resolve import resolve_model
 
-        import sparse_keras  # noqa: F401  (registers the custom layers for deserialisation)
-
-        return keras.models.load_model(path)
-    if path.is_file():
-        raise ValueError(
-            f"{str(path)!r} is a file but not a .keras model; save models with model.save('x.keras')."
-        )
-    return _zoo_module(str(name_or_path)).load(str(name_or_path))
+    return resolve_model(name_or_path).model
 
 
 def _zoo_module(name: str):
@@ -1004,78 +998,3 @@ def default_dataset(name_or_path: str | os.PathLike) -> str:
         if path.stem.startswith(prefix):
             return prefix
     return "mnist"
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _parse_levels(text: str) -> tuple[float, ...]:
-    try:
-        levels = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as err:
-        raise ValueError(
-            f"--levels must be comma-separated numbers such as 0,0.05,0.1; got {text!r}."
-        ) from err
-    return _check_levels(levels)
-
-
-def register_cli(subparsers) -> None:
-    """Adds `sparse-keras evaluate` to the command's sub-parsers."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="accuracy under the paper's noise protocol and the noise score",
-        description=(
-            "Evaluates a model on the test set at each noise level (the paper's Fig. 5B) and "
-            "prints the accuracy per level and the noise score (Tables 1-2)."
-        ),
-    )
-    parser.add_argument("model", help="zoo name (e.g. mnist_sparse_cnn2) or path to a .keras file")
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        help="test data (default: the zoo entry's; for .keras files 'mnist' unless the name starts with gsc/fsdd)",
-    )
-    parser.add_argument(
-        "--levels",
-        type=str,
-        default=",".join(f"{level:g}" for level in DEFAULT_NOISE_LEVELS),
-        help="comma-separated noise levels in [0, 1] (default: 0,0.05,...,0.5)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    parser.add_argument(
-        "--batch-size", type=int, default=1000, help="examples per model call (default 1000)"
-    )
-    parser.add_argument("--max-examples", type=int, help="evaluate only the first N test examples")
-    parser.add_argument(
-        "--data-dir",
-        help="the dataset's directory (MNIST IDX files / GSC tree; default $SPARSE_KERAS_DATA/<dataset>)",
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
-    parser.add_argument(
-        "--plot", metavar="PATH", help="save the accuracy-vs-noise plot (e.g. out.png)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    levels = _parse_levels(args.levels)
-    dataset = args.dataset or default_dataset(args.model)
-    report = evaluate(
-        args.model,
-        dataset,
-        noise_levels=levels,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        progress=not args.no_progress,
-        max_examples=args.max_examples,
-    )
-    print(report.to_text())
-    if args.json:
-        report.to_json(args.json)
-        print(f"wrote {args.json}")
-    if args.plot:
-        report.plot().figure.savefig(args.plot, dpi=150)
-        print(f"wrote {args.plot}")
-    return 0

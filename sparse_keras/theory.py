@@ -22,13 +22,11 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
 import numbers
 import statistics
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DENSE",
-    "add_theory_parser",
     "MatchEstimate",
     "OverlapEstimate",
     "Sweep",
@@ -1297,67 +1294,3 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
-
-
-# ----------------------------------------------------------------------------------------
-# Command line: `sparse-keras theory fig2|fig3`
-# ----------------------------------------------------------------------------------------
-
-
-def add_theory_parser(subparsers) -> argparse.ArgumentParser:
-    """Adds `sparse-keras theory {fig2,fig3} [--out PATH] [--trials N] [--seed S] [--quiet]`.
-
-    Args:
-        subparsers: The object returned by `ArgumentParser.add_subparsers()`.
-
-    Returns:
-        The `theory` parser (its own sub-commands are the figures).
-
-    Example:
-
-    >>> parser = argparse.ArgumentParser(prog="sparse-keras")
-    >>> _ = add_theory_parser(parser.add_subparsers(dest="command"))
-    >>> parser.parse_args(["theory", "fig2", "--out", "fig2.png"]).figure
-    'fig2'
-    """
-    parser = subparsers.add_parser(
-        "theory",
-        help="reproduce the match-probability figures (Fig. 2 and 3)",
-        description=(
-            "Compute a figure of Section 2 (exact Eq. 3 or the Eq. 4 estimator, plus "
-            "Monte-Carlo dots) and save it. See docs/theory.md."
-        ),
-    )
-    figures = parser.add_subparsers(dest="figure", metavar="FIGURE", required=True)
-    for name, text in (
-        ("fig2", "binary vectors: P(match) against n, one curve per a"),
-        ("fig3", "scalar vectors: P(match) against n (S = 1) and against the input scale S"),
-    ):
-        figure = figures.add_parser(name, help=text, description=text)
-        figure.add_argument(
-            "--out", default=f"{name}.png", help=f"output image (default: {name}.png)"
-        )
-        figure.add_argument(
-            "--trials",
-            type=int,
-            default=1_000_000,
-            help="simulated vectors per point (default: 1000000)",
-        )
-        figure.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-        figure.add_argument("--dpi", type=int, default=150, help="resolution (default: 150)")
-        figure.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run_cli)
-    return parser
-
-
-# The name `sparse_keras.cli` looks for in each module that offers a sub-command.
-register_cli = add_theory_parser
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    draw = figure2 if args.figure == "fig2" else figure3
-    fig = draw(trials=args.trials, seed=args.seed, progress=not args.quiet)
-    path = save_figure(fig, args.out, dpi=args.dpi)
-    print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
-    return 0

@@ -579,13 +579,14 @@ def test_bad_arguments_are_refused(tmp_path):
 
 
 def _export_cli(*argv: str) -> int:
-    """`sparse-keras export ...` through this module's own `register_cli`.
+    """`sparse-keras export ...` through the command's own parser (`sparse_keras.cli.export`).
 
-    (`cli.main` would also import every other sub-command's module; those are
-    tested where they live.) `cli.main` turns a ValueError into exit status 1.
+    Errors propagate here; `cli.main` turns them into one line and exit status 1.
     """
+    from sparse_keras.cli import export as export_cli
+
     parser = argparse.ArgumentParser(prog="sparse-keras")
-    export.register_cli(parser.add_subparsers(dest="command"))
+    export_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["export", *argv])
     return args.func(args)
 
@@ -597,9 +598,9 @@ def test_cli_exports_keras_file_and_zoo_model(tmp_path, monkeypatch, capsys):
     assert _export_cli(str(tmp_path / "tiny.keras"), str(out), "--version", "3") == 0
     assert (out / "tiny" / "3" / "saved_model.pb").is_file()
     assert capsys.readouterr().out.strip() == str(out / "tiny" / "3")
-    with pytest.raises(ValueError, match="tiny/3 already exists"):
+    with pytest.raises(FileExistsError, match="tiny/3 already exists"):
         _export_cli(str(tmp_path / "tiny.keras"), str(out), "--version", "3")
-    with pytest.raises(FileNotFoundError, match="missing.keras not found"):
+    with pytest.raises(FileNotFoundError, match="missing.keras' not found"):
         _export_cli(str(tmp_path / "missing.keras"), str(out))
 
     class FakeZoo:

@@ -427,7 +427,7 @@ def test_noise_examples_figure_grid():
 @pytest.fixture
 def evaluate_cli_only(monkeypatch):
     """`main` with only this sub-command, so other sub-commands' state cannot break it."""
-    monkeypatch.setattr("sparse_keras.cli._COMMAND_MODULES", ("sparse_keras.robustness",))
+    monkeypatch.setattr("sparse_keras.cli.COMMANDS", ("evaluate",))
 
 
 def test_cli_evaluates_a_saved_model(mnist_dir, tmp_path, capsys, evaluate_cli_only):
@@ -475,7 +475,9 @@ def test_cli_evaluates_a_saved_model(mnist_dir, tmp_path, capsys, evaluate_cli_o
 
 def test_cli_reports_bad_models_and_levels(tmp_path, capsys, evaluate_cli_only):
     assert main(["evaluate", str(tmp_path / "missing.keras")]) == 1
-    assert "No model file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("sparse-keras evaluate: error: Model file") and "not found" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert main(["evaluate", "mnist.keras", "--levels", "0,x"]) == 1
     assert "--levels must be comma-separated numbers" in capsys.readouterr().err
     assert main(["evaluate", "no_such_zoo_model", "--levels", "0"]) == 1

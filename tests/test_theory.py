@@ -336,8 +336,10 @@ def test_figures_render(tmp_path):
 
 def test_cli_theory_fig2(tmp_path, capsys):
     # The `theory` sub-command on its own parser, as `sparse_keras.cli` mounts it.
+    from sparse_keras.cli import theory as theory_cli
+
     parser = argparse.ArgumentParser(prog="sparse-keras")
-    theory.register_cli(parser.add_subparsers(dest="command"))
+    theory_cli.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "fig2.png"
     args = parser.parse_args(["theory", "fig2", "--out", str(out), "--trials", "500", "--quiet"])
     assert args.func(args) == 0

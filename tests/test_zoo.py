@@ -90,12 +90,14 @@ def serve(server, tiny_zoo, monkeypatch, tmp_path, repo_id: str, pin: bool = Fal
 
 
 def zoo_cli(*argv: str) -> int:
-    """Runs `sparse-keras zoo ...` through the zoo's own `register_cli`.
+    """Runs `sparse-keras zoo ...` through the command's own parser (`sparse_keras.cli.zoo`).
 
     (Not `sparse_keras.cli.main`, so that another module's sub-command cannot break these tests.)
     """
+    from sparse_keras.cli import zoo as zoo_cli_module
+
     parser = argparse.ArgumentParser(prog="sparse-keras")
-    zoo.register_cli(parser.add_subparsers(dest="command"))
+    zoo_cli_module.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["zoo", *argv])
     return args.func(args)
 
@@ -121,8 +123,40 @@ def assert_same_model(model, tiny_zoo):
     )
 
 
+def assert_same_tensors(source, compact, compressed: bool) -> None:
+    """Both weights files hold the same groups, attributes and tensors (bit for bit)."""
+    import h5py
+
+    def tree(path):
+        items = {}
+        with h5py.File(path, "r") as f:
+
+            def visit(name, obj):
+                attrs = {k: np.asarray(v).tolist() for k, v in obj.attrs.items()}
+                if isinstance(obj, h5py.Dataset):
+                    items[name] = (attrs, obj[()], obj.compression)
+                else:
+                    items[name] = (attrs, None, None)
+
+            f.visititems(visit)
+        return items
+
+    want, got = tree(source), tree(compact)
+    assert want.keys() == got.keys()
+    for name, (attrs, data, _) in want.items():
+        assert got[name][0] == attrs, name
+        if data is not None:
+            np.testing.assert_array_equal(got[name][1], data, err_msg=name)
+            if compressed and np.size(data) > 1:
+                assert got[name][2] == "gzip", name
+
+
 def fallback_warnings(record) -> list[str]:
     return [str(w.message) for w in record if FALLBACK_WARNING in str(w.message)]
+
+
+def fallback_warnings_of(record) -> list:
+    return [w for w in record if FALLBACK_WARNING in str(w.message)]
 
 
 @pytest.fixture
@@ -298,6 +332,156 @@ def test_two_processes_load_the_same_model_at_once(local_hub, tiny_zoo, env, tmp
     )
 
 
+# ----------------------------------------------------------------------------- why the Hub failed
+
+
+def load_error(name: str = NAME, **kwargs) -> str:
+    with pytest.raises(FileNotFoundError) as err:
+        zoo.load(name, **kwargs)
+    return str(err.value)
+
+
+def test_offline_mode_is_named_as_such(tiny_zoo, env, tmp_path):
+    env.setenv(zoo_registry.REGISTRY_ENV, str(tiny_zoo["registry"]))
+    env.setenv("HF_HUB_OFFLINE", "1")  # set after import: read at call time
+    message = load_error()
+    assert "offline mode is set (HF_HUB_OFFLINE)" in message
+    assert "unset HF_HUB_OFFLINE" in message and "could not be reached" not in message
+    assert "outgoing traffic has been disabled" not in message  # the Hub library's wording
+
+
+def test_offline_mode_unset_after_import_is_honoured(local_hub, tiny_zoo, env, tmp_path):
+    from huggingface_hub import constants
+
+    serve(local_hub, tiny_zoo, env, tmp_path, "sparse-keras/back-online")
+    env.setattr(constants, "HF_HUB_OFFLINE", True)  # as if HF_HUB_OFFLINE=1 at import
+    assert_same_model(zoo.load(NAME), tiny_zoo)  # the variable is unset now: downloads
+    assert constants.HF_HUB_OFFLINE is True  # and the library's own setting is left alone
+
+
+def test_unreachable_hub_is_named_with_its_endpoint(tiny_zoo, env):
+    env.setenv(zoo_registry.REGISTRY_ENV, str(tiny_zoo["registry"]))
+    endpoint = dead_endpoint()
+    env.setenv("HF_ENDPOINT", endpoint)
+    message = load_error()
+    assert f"{endpoint} could not be reached" in message and "HF_ENDPOINT" in message
+    assert "offline mode" not in message
+    assert f"{zoo_registry.ZOO_DIR_ENV}" in message and "no local copy" in message
+
+
+def test_missing_repository_is_named_and_the_warning_points_at_the_caller(
+    local_hub, tiny_zoo, env, tmp_path
+):
+    serve(local_hub, tiny_zoo, env, tmp_path, "sparse-keras/served")
+    data = json.loads((tmp_path / "registry.json").read_text())
+    data["models"][NAME]["repo_id"] = "sparse-keras/never-published"
+    (tmp_path / "registry.json").write_text(json.dumps(data))
+    message = load_error()
+    assert "sparse-keras/never-published" in message and "not found" in message
+    assert "could not be reached" not in message
+
+    env.setenv(zoo_registry.ZOO_DIR_ENV, str(tiny_zoo["folder"].parent))
+    from sparse_keras import robustness
+
+    for load in (zoo.load, robustness.load_model):  # directly, and from inside the package
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            assert_same_model(load(NAME), tiny_zoo)
+        (warning,) = fallback_warnings_of(record)
+        assert "not found" in str(warning.message) and "verifying its sha256" in str(
+            warning.message
+        )
+        assert warning.filename == __file__, warning.filename
+
+
+def test_an_explicit_revision_that_does_not_exist_never_falls_back(
+    local_hub, tiny_zoo, env, tmp_path
+):
+    serve(local_hub, tiny_zoo, env, tmp_path, "sparse-keras/explicit-revision")
+    env.setenv(zoo_registry.ZOO_DIR_ENV, str(tiny_zoo["folder"].parent))  # a copy exists
+    message = load_error(revision="0" * 40)
+    assert "No local copy is used for an explicit revision" in message
+    assert "0" * 40 in message
+    # Without network the same holds: the copy is not that revision.
+    env.setenv("HF_ENDPOINT", dead_endpoint())
+    assert "could not be reached" in load_error(revision="v9")
+
+
+def test_checksum_mismatch_says_what_to_do(local_hub, tiny_zoo, env, tmp_path):
+    repo_id = "sparse-keras/checksum-advice"
+    serve(local_hub, tiny_zoo, env, tmp_path, repo_id)
+    local_hub.commit(repo_id, {"config.json": b"{}"}, "break the config")
+    with pytest.raises(zoo.ChecksumError) as err:
+        zoo.load(NAME)
+    assert "config.json: expected sha256" in str(err.value)
+    assert "load without a revision" in str(err.value)
+
+
+def test_the_package_ships_the_readme_models(env, tmp_path):
+    """No Hub, no checkout copy: the two README models come from the package, verified."""
+    from sparse_keras import _embedded
+
+    env.delenv(zoo_registry.REGISTRY_ENV, raising=False)
+    env.setenv("HF_HUB_OFFLINE", "1")
+    for name in _embedded.EMBEDDED_MODELS:
+        with pytest.warns(UserWarning, match="offline mode is set") as record:
+            paths = zoo.fetch(name)
+        assert all(path.parent == _embedded.ZOO_DIR / name for path in paths.values())
+        assert f"_embedded/zoo/{name}" in str(record[0].message)
+    message = load_error("mnist_sparse_cnn1")
+    assert "from the Hub or from a folder of zoo copies named by SPARSE_KERAS_ZOO_DIR" in message
+    assert "only mnist_sparse_cnn2 and mnist_dense_cnn2 ship with the package" in message
+
+
+def test_embedded_models_equal_the_registry_and_the_zoo_folders():
+    """The wheel's copies are the registered files (`python -m training.publish embed`)."""
+    from sparse_keras import _embedded
+
+    for name in _embedded.EMBEDDED_MODELS:
+        entry = zoo_registry.get_entry(name, zoo_registry.PACKAGE_REGISTRY)
+        for file_name in zoo_registry.LOAD_FILES:
+            shipped = _embedded.ZOO_DIR / name / file_name
+            assert zoo_registry.file_sha256(shipped) == entry["files"][file_name], (
+                f"{shipped} differs from the registry: run python -m training.publish embed"
+            )
+            if (REPO / "zoo" / name).is_dir():
+                assert shipped.read_bytes() == (REPO / "zoo" / name / file_name).read_bytes()
+
+
+def test_refresh_embedded_copies_the_zoo_files(tiny_zoo, tmp_path):
+    from sparse_keras.zoo import publishing
+
+    zoo_dir = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo["folder"], zoo_dir / "mnist_sparse_cnn2")
+    written = publishing.refresh_embedded(
+        zoo_dir, names=("mnist_sparse_cnn2",), embedded_dir=tmp_path / "embedded"
+    )
+    assert written == [tmp_path / "embedded" / "mnist_sparse_cnn2"]
+    assert sorted(p.name for p in written[0].iterdir()) == sorted(zoo_registry.LOAD_FILES)
+    with pytest.raises(ValueError, match="not embedded"):
+        publishing.refresh_embedded(zoo_dir, names=(NAME,), embedded_dir=tmp_path / "e")
+
+
+def test_committed_weights_are_stored_compressed():
+    import h5py
+
+    def compression_of_tensors(path) -> dict[str, str | None]:
+        found = {}
+        with h5py.File(path, "r") as f:
+            f.visititems(
+                lambda name, obj: (
+                    found.__setitem__(name, obj.compression)
+                    if isinstance(obj, h5py.Dataset) and obj.size > 1
+                    else None
+                )
+            )
+        return found
+
+    for folder in _checkout_folders():
+        found = compression_of_tensors(folder / "model.weights.h5")
+        assert found and set(found.values()) == {"gzip"}, (folder.name, found)
+
+
 def test_unknown_name_lists_the_available_models(tiny_zoo, env):
     with pytest.raises(ValueError, match=f"Unknown zoo model 'mnist_nope'. Available: {NAME}"):
         zoo.load("mnist_nope", registry=tiny_zoo["registry"])
@@ -366,9 +550,7 @@ def test_packaged_folder_matches_its_run(tiny_zoo):
     assert card.startswith("---\n") and "library_name: keras" in card and "model-index" in card
     assert "99.09 ± 0.05" in card and "11.00" in card  # the paper's row next to ours
     weights = tiny_zoo["root"] / "runs" / "mnist_sparse_cnn2" / "seed0" / "final.weights.h5"
-    assert zoo_registry.file_sha256(folder / "model.weights.h5") == zoo_registry.file_sha256(
-        weights
-    )
+    assert_same_tensors(weights, folder / "model.weights.h5", compressed=True)
     entry = zoo_registry.get_entry(NAME, tiny_zoo["registry"])
     assert (
         entry["available"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparse_keras.zoo.cli import add_packaging_commands
+from sparse_keras.cli.zoo import add_packaging_commands
 
 
 def main(argv: list[str] | None = None) -> int:

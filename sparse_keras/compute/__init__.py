@@ -17,7 +17,6 @@ from sparse_keras.compute.accounting import (
     count_multiplies,
     simulate_trained_state,
 )
-from sparse_keras.compute.cli import register_cli
 from sparse_keras.compute.inference import (
     SparseInferenceModel,
     compare_with_keras,
@@ -31,7 +30,6 @@ __all__ = [
     "SparseInferenceModel",
     "compare_with_keras",
     "count_multiplies",
-    "register_cli",
     "simulate_trained_state",
     "sparse_inference",
 ]

@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from sparse_keras import _embedded
 from sparse_keras.data.download import DataNotFoundError, data_root, fetch
 
 MEAN = 0.1307
@@ -121,7 +122,9 @@ def load_arrays(
     Args:
         split: "train", "validation" or "test". "validation" is the last
             `validation_size` training images, which "train" then leaves out.
-        data_dir: Directory with the IDX files; default as `data_root` says.
+        data_dir: Directory with the IDX files; default as `data_root` says. Without
+            one, the test split falls back to the copy shipped with the package when
+            the files are neither there nor downloadable.
         download: Download missing files from the official mirrors (verified).
         validation_size: Training images held out for validation (0 = none).
         base_urls: Mirrors to download from, tried in order.
@@ -136,8 +139,18 @@ def load_arrays(
         )
     root = data_root(data_dir, "mnist")
     image_file, label_file = FILES["test" if split == "test" else "train"]
-    images = read_idx(_ensure_file(root, image_file, download, base_urls))
-    labels = read_idx(_ensure_file(root, label_file, download, base_urls)).astype(np.int32)
+    try:
+        images = read_idx(_ensure_file(root, image_file, download, base_urls))
+        labels = read_idx(_ensure_file(root, label_file, download, base_urls)).astype(np.int32)
+    except DataNotFoundError:
+        if split != "test" or data_dir is not None:
+            raise
+        # The package ships the test files (byte-identical to the originals), so that
+        # evaluation works with no data folder and no network. An explicit data_dir
+        # without the files stays an error: the caller meant that folder.
+        root = _embedded.MNIST_DIR
+        images = read_idx(root / image_file)
+        labels = read_idx(root / label_file).astype(np.int32)
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise ValueError(
             f"MNIST files in {root} disagree: images {images.shape}, labels {labels.shape}."

@@ -7,11 +7,11 @@
 The registry (`registry.json`, package data) pins each model's Hub repository, revision
 and file checksums. `load` downloads through the Hub cache, refuses any file whose sha256
 differs, builds the network from its config (no code or pickles are downloaded) and
-loads the weights; without the Hub it falls back to the checkout's `zoo/` folder.
+loads the weights; without the Hub it falls back to a local copy (`$SPARSE_KERAS_ZOO_DIR`,
+the checkout's `zoo/`, or the copy of the README models shipped in the package).
 `package`, `check` and `publish` make, validate and upload zoo folders.
 """
 
-from sparse_keras.zoo.cli import register_cli
 from sparse_keras.zoo.hub import (
     ChecksumError,
     WeightsNotAvailableError,
@@ -34,5 +34,4 @@ __all__ = [
     "package",
     "publish",
     "register",
-    "register_cli",
 ]

@@ -5,6 +5,12 @@ Files come through `huggingface_hub.hf_hub_download`, so the Hub cache, `HF_ENDP
 at call time (the Hub library reads them once, at import), so a process can change them.
 Each file's sha256 must equal the registry's before anything is parsed; a file that
 fails is removed from the cache, so it can never be served as a valid entry again.
+
+Without the Hub, `fetch` falls back to a local copy: `$SPARSE_KERAS_ZOO_DIR/<name>/`, the
+checkout's `zoo/<name>/`, or, for the README models, the copy shipped in the package
+(`sparse_keras._embedded`), always after the same sha256 check. Its warning names why the
+Hub could not serve the files (offline mode, Hub not reachable, repository or revision not
+found) and points at the caller's line, not at this module.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import pathlib
 import socket
+import sys
 import urllib.parse
 import warnings
 from typing import Any
@@ -22,6 +29,7 @@ from typing import Any
 import keras
 
 import sparse_keras
+from sparse_keras import _embedded
 from sparse_keras.zoo import artifacts
 from sparse_keras.zoo import registry as _registry
 
@@ -53,9 +61,91 @@ def _env_true(name: str) -> bool:
 
 
 def _offline() -> bool:
+    # Read now, not at import: the Hub library's own constant is frozen when it is imported.
+    return _env_true("HF_HUB_OFFLINE")
+
+
+@contextlib.contextmanager
+def _hub_offline_mode(offline: bool):
+    """Makes the Hub library follow `HF_HUB_OFFLINE` as it is now, for one call.
+
+    The library reads the variable once, at import, and refuses every request while its
+    copy says offline; a process that unsets the variable later would stay offline.
+    """
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE) or _env_true("HF_HUB_OFFLINE")
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _user_stacklevel() -> int:
+    """`stacklevel` for a `warnings.warn` made here that names the first caller outside sparse_keras.
+
+    Counted from the caller of this function (the function that warns), so that a
+    warning points at the user's `zoo.load(...)` line however deep inside the package
+    (robustness, the CLI resolver) the load was started.
+    """
+    package = os.path.dirname(os.path.abspath(sparse_keras.__file__)) + os.sep
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _endpoint_url(endpoint: str | None) -> str:
+    from huggingface_hub import constants
+
+    return (endpoint or constants.ENDPOINT).rstrip("/")
+
+
+class _HubUnavailableError(Exception):
+    """Why the Hub could not serve a model: `kind` and a sentence saying what to do."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _explain(
+    err: BaseException, repo_id: str, revision: str, endpoint: str
+) -> _HubUnavailableError:
+    """Sorts a download error into offline / unreachable / not found / other, with advice."""
+    from huggingface_hub import errors
+
+    if isinstance(err, _HubUnavailableError):
+        return err
+    if isinstance(err, errors.RevisionNotFoundError):
+        return _HubUnavailableError(
+            "not_found",
+            f"revision {revision!r} of {repo_id} does not exist on {endpoint} (check the "
+            "revision, or omit it to use the one the registry pins)",
+        )
+    if isinstance(err, errors.RepositoryNotFoundError | errors.RemoteEntryNotFoundError):
+        return _HubUnavailableError(
+            "not_found",
+            f"repository {repo_id} (revision {revision}) or its files were not found on "
+            f"{endpoint} (the model may not be published yet; check HF_ENDPOINT, the "
+            "registry's repo_id, or your Hub token for a private repository)",
+        )
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if status is not None:
+        return _HubUnavailableError(
+            "http",
+            f"{endpoint} answered HTTP {status} for {repo_id} at revision {revision} "
+            f"({type(err).__name__}); try again later",
+        )
+    return _HubUnavailableError(
+        "unreachable",
+        f"{endpoint} could not be reached ({type(err).__name__}: {' '.join(str(err).split())}); "
+        "check the network connection and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use "
+        "the Hub cache without trying",
+    )
 
 
 _PROXY_VARIABLES = (
@@ -135,9 +225,14 @@ def verify_files(
         f"Refusing to load zoo model {name!r}: file contents differ from the registry "
         f"({_registry.registry_path(registry)}): {details}. Nothing was loaded."
         + (
-            " The bad files were removed from the cache; loading again downloads them anew."
+            " The bad files were removed from the Hub cache; loading again downloads them "
+            "anew. If the mismatch comes back, the Hub repository holds other files than the "
+            "registry pins: load without a revision (the registry's pinned one), or upgrade "
+            "sparse_keras for a registry that matches."
             if discard
-            else ""
+            else f" The local copy in {next(iter(paths.values())).parent} is not the "
+            "registered one: restore it (e.g. git checkout of zoo/), or point "
+            f"{_registry.ZOO_DIR_ENV} at a folder with the registered files."
         )
     )
 
@@ -154,28 +249,47 @@ def _discard(path: pathlib.Path) -> None:
 def _hub_paths(
     entry: dict[str, Any], revision: str, cache_dir: str | os.PathLike | None
 ) -> dict[str, pathlib.Path]:
+    """The files from the Hub or its cache; raises `_HubUnavailableError` saying why not."""
     from huggingface_hub import hf_hub_download
 
     cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
     endpoint = os.environ.get("HF_ENDPOINT") or None
+    offline = _offline()
     # Offline, or the Hub is unreachable: the cache (refs for a branch, snapshots for a
     # commit) still answers, and a miss raises LocalEntryNotFoundError at once.
-    local_only = _offline() or not _endpoint_reachable(endpoint)
-    return {
-        file_name: pathlib.Path(
-            hf_hub_download(
-                entry["repo_id"],
-                file_name,
-                revision=revision,
-                cache_dir=cache_dir,
-                endpoint=endpoint,
-                local_files_only=local_only,
-                library_name="sparse_keras",
-                library_version=sparse_keras.__version__,
-            )
-        )
-        for file_name in _registry.LOAD_FILES
-    }
+    reachable = not offline and _endpoint_reachable(endpoint)
+    try:
+        with _hub_offline_mode(offline):
+            return {
+                file_name: pathlib.Path(
+                    hf_hub_download(
+                        entry["repo_id"],
+                        file_name,
+                        revision=revision,
+                        cache_dir=cache_dir,
+                        endpoint=endpoint,
+                        local_files_only=not reachable,
+                        library_name="sparse_keras",
+                        library_version=sparse_keras.__version__,
+                    )
+                )
+                for file_name in _registry.LOAD_FILES
+            }
+    except _download_errors() as err:
+        url = _endpoint_url(endpoint)
+        if offline:
+            raise _HubUnavailableError(
+                "offline",
+                "offline mode is set (HF_HUB_OFFLINE) and the files are not in the Hub cache "
+                f"({cache_dir or 'the default cache'}); unset HF_HUB_OFFLINE to download them",
+            ) from err
+        if not reachable:
+            raise _HubUnavailableError(
+                "unreachable",
+                f"{url} could not be reached (no network, or a wrong HF_ENDPOINT) and the "
+                "files are not in the Hub cache; check the connection and HF_ENDPOINT",
+            ) from err
+        raise _explain(err, entry["repo_id"], revision, url) from err
 
 
 def fetch(
@@ -188,8 +302,10 @@ def fetch(
 
     Tries the Hub (or its cache); if the Hub cannot be reached, or `HF_HUB_OFFLINE` is
     set and the files are not cached, or the Hub repository or files are missing, uses
-    the copy in the checkout's `zoo/<name>/` (or `$SPARSE_KERAS_ZOO_DIR/<name>/`) with a
-    warning. Either way every file's sha256 is checked against the registry.
+    the copy in `$SPARSE_KERAS_ZOO_DIR/<name>/` or the checkout's `zoo/<name>/`, else
+    (for the README models) the copy shipped in the package, with a warning that says
+    why the Hub did not serve it. An explicitly requested `revision` is never replaced
+    by a local copy. Either way every file's sha256 is checked against the registry.
 
     Args:
         name: Zoo name.
@@ -205,28 +321,41 @@ def fetch(
         ValueError: unknown name (the message lists the available ones).
         WeightsNotAvailableError: the registry lists the model without weights.
         ChecksumError: a file differs from the registry's sha256.
-        FileNotFoundError: neither the Hub nor a local copy has the files.
+        FileNotFoundError: neither the Hub nor a local copy has the files, or the Hub
+            cannot serve an explicitly requested revision; the message says why
+            (offline mode, Hub not reachable, repository or revision not found).
     """
     entry = _registry.get_entry(name, registry)
     if not entry.get("available"):
         raise WeightsNotAvailableError(_not_available_message(name, entry))
+    requested = revision
     revision = revision or entry.get("revision") or "main"
     try:
         paths = _hub_paths(entry, revision, cache_dir)
-    except _download_errors() as err:
+    except _HubUnavailableError as failure:
+        reason = str(failure)
+        if requested is not None:
+            # A copy on disk holds the registry's files, not necessarily that revision:
+            # never hand it out in place of a revision the caller asked for.
+            raise FileNotFoundError(
+                f"Could not get zoo model {name!r} at revision {requested!r} from the Hugging "
+                f"Face Hub ({entry['repo_id']}): {reason}. No local copy is used for an "
+                "explicit revision."
+            ) from failure.__cause__
         local = _local_copy(name)
         if local is None:
             raise FileNotFoundError(
                 f"Could not download zoo model {name!r} from the Hugging Face Hub "
-                f"({entry['repo_id']} at revision {revision}): {err!r}; and there is no local copy "
-                f"(looked in {_registry.zoo_dir() or 'no checkout zoo/ folder'}; set "
-                f"{_registry.ZOO_DIR_ENV} to a folder of zoo copies)."
-            ) from err
+                f"({entry['repo_id']} at revision {revision}): {reason}. There is no local "
+                f"copy: {name} comes from the Hub or from a folder of zoo copies named by "
+                f"{_registry.ZOO_DIR_ENV} (looked in {_registry.zoo_dir() or 'no zoo folder'}); "
+                f"only {' and '.join(_embedded.EMBEDDED_MODELS)} ship with the package."
+            ) from failure.__cause__
         warnings.warn(
-            f"Could not download zoo model {name!r} from the Hugging Face Hub ({entry['repo_id']} "
-            f"at revision {revision}: {type(err).__name__}: {err}). Using the copy in {local[_registry.CONFIG_FILE].parent} "
-            "after verifying its sha256 checksums.",
-            stacklevel=3,
+            f"Could not download zoo model {name!r} from the Hugging Face Hub "
+            f"({entry['repo_id']} at revision {revision}): {reason}. Using the copy in "
+            f"{local[_registry.CONFIG_FILE].parent} after verifying its sha256 checksums.",
+            stacklevel=_user_stacklevel(),
         )
         verify_files(name, local, entry, discard=False, registry=registry)
         return local
@@ -235,11 +364,16 @@ def fetch(
 
 
 def _local_copy(name: str) -> dict[str, pathlib.Path] | None:
-    root = _registry.zoo_dir()
-    if root is None:
-        return None
-    paths = {file_name: root / name / file_name for file_name in _registry.LOAD_FILES}
-    return paths if all(path.is_file() for path in paths.values()) else None
+    """A complete local copy: `$SPARSE_KERAS_ZOO_DIR` or the checkout's zoo/, else the package's."""
+    folders = [_registry.zoo_dir() / name] if _registry.zoo_dir() is not None else []
+    folders.append(_embedded.model_dir(name))
+    for folder in folders:
+        if folder is None:
+            continue
+        paths = {file_name: folder / file_name for file_name in _registry.LOAD_FILES}
+        if all(path.is_file() for path in paths.values()):
+            return paths
+    return None
 
 
 def load(
@@ -257,8 +391,10 @@ def load(
     pins, builds the network with `sparse_keras.models.build` from the config, and
     loads the weights. Nothing from the download is executed: the config is data and
     the weights file holds tensors only. Without the Hub (no network, `HF_HUB_OFFLINE=1`
-    with an empty cache), the copy in the source checkout's `zoo/<name>/` is used with
-    a warning, after the same checks.
+    with an empty cache, repository not published), a local copy is used with a warning
+    after the same checks: `$SPARSE_KERAS_ZOO_DIR/<name>/`, the source checkout's
+    `zoo/<name>/`, or for `mnist_sparse_cnn2` and `mnist_dense_cnn2` the copy shipped
+    in the package (see `fetch`).
 
     Args:
         name: Zoo name, one of `list_models()`, e.g. "mnist_sparse_cnn2".

@@ -22,6 +22,7 @@ import huggingface_hub
 import keras
 
 import sparse_keras
+from sparse_keras import _embedded
 from sparse_keras.zoo import artifacts, card
 from sparse_keras.zoo import registry as _registry
 
@@ -80,8 +81,10 @@ def package(
 
     Reads the run's `final.weights.h5` and result file, loads the weights into the
     network the result names (so a folder is never made from weights that do not fit),
-    and writes `config.json`, `model.weights.h5` (a byte copy), `metrics.json` and the
-    model card. The registry entry gets the files' sha256s, the summary metrics, and
+    and writes `config.json`, `model.weights.h5` (the run's tensors, stored compressed by
+    `artifacts.compact_weights`), `metrics.json` and the model card. For the models the
+    package ships (`mnist_sparse_cnn2`, `mnist_dense_cnn2`) packaged into the checkout,
+    the embedded copy is refreshed too (`refresh_embedded`). The registry entry gets the files' sha256s, the summary metrics, and
     `available: true`; its pinned revision is cleared when the content changed, until
     `publish` pins the new Hub commit.
 
@@ -163,12 +166,67 @@ def package(
 
     folder = zoo_root / name
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, folder / _registry.WEIGHTS_FILE)
+    artifacts.compact_weights(weights, folder / _registry.WEIGHTS_FILE)
     _write_json(folder / _registry.CONFIG_FILE, config)
     _write_json(folder / _registry.METRICS_FILE, metrics)
     (folder / _registry.CARD_FILE).write_text(card.render(name, config, metrics), encoding="utf-8")
     register(folder, registry=registry, repo_id=repo_id)
+    checkout = _registry.checkout_root()
+    if (
+        name in _embedded.EMBEDDED_MODELS
+        and checkout is not None
+        and zoo_root.resolve() == (checkout / "zoo").resolve()
+        and _registry.registry_path(registry).resolve() == _registry.PACKAGE_REGISTRY
+    ):
+        # The checkout's zoo and registry changed: the package's copy must follow, or
+        # the shipped files would fail their sha256 check.
+        refresh_embedded(zoo_root, names=(name,))
     return folder
+
+
+def refresh_embedded(
+    zoo_dir: PathLike | None = None,
+    names: tuple[str, ...] = _embedded.EMBEDDED_MODELS,
+    embedded_dir: PathLike | None = None,
+) -> list[pathlib.Path]:
+    """Copies the README models' `config.json` and weights into the package's embedded folder.
+
+    The embedded copy (`sparse_keras/_embedded/zoo/<name>/`, shipped in the wheel) is
+    always a byte copy of the zoo folder, so the registry's sha256s cover both.
+
+    Args:
+        zoo_dir: Folder of zoo folders; default as `registry.zoo_dir` says.
+        names: The models to copy; default every embedded model.
+        embedded_dir: Destination root; default the package's `_embedded/zoo`.
+
+    Returns:
+        The folders written.
+
+    Raises:
+        FileNotFoundError: a zoo folder lacks a file `load` needs.
+        ValueError: a name is not one of the embedded models.
+    """
+    zoo_root = pathlib.Path(zoo_dir) if zoo_dir else _registry.zoo_dir()
+    if zoo_root is None:
+        raise FileNotFoundError("No zoo folder: pass zoo_dir or set " + _registry.ZOO_DIR_ENV + ".")
+    target_root = pathlib.Path(embedded_dir) if embedded_dir else _embedded.ZOO_DIR
+    written = []
+    for name in names:
+        if name not in _embedded.EMBEDDED_MODELS:
+            raise ValueError(
+                f"{name!r} is not embedded; the package ships {_embedded.EMBEDDED_MODELS}."
+            )
+        target = target_root / name
+        target.mkdir(parents=True, exist_ok=True)
+        for file_name in _registry.LOAD_FILES:
+            source = zoo_root / name / file_name
+            if not source.is_file():
+                raise FileNotFoundError(f"Cannot embed {name!r}: {source} is missing.")
+            tmp = target / f".{file_name}.{os.getpid()}.tmp"
+            shutil.copyfile(source, tmp)
+            tmp.replace(target / file_name)
+        written.append(target)
+    return written
 
 
 def register(
@@ -391,4 +449,4 @@ def publish(
     return commit.oid
 
 
-__all__ = ["ZooCheckError", "check", "package", "publish", "register"]
+__all__ = ["ZooCheckError", "check", "package", "publish", "refresh_embedded", "register"]

@@ -10,11 +10,15 @@ import argparse
 import json
 import pathlib
 
-from sparse_keras.zoo import hub, publishing
-from sparse_keras.zoo import registry as _registry
+from sparse_keras import _embedded  # file locations only
+
+# Nothing from `sparse_keras.zoo` at import time: importing it loads Keras (seconds),
+# which `--help` must not wait for. Each command imports what it uses.
 
 
 def _folder(name_or_path: str) -> pathlib.Path:
+    from sparse_keras.zoo import registry as _registry
+
     path = pathlib.Path(name_or_path)
     if path.is_dir() or "/" in name_or_path:
         return path
@@ -31,6 +35,8 @@ def _format(value, spec: str) -> str:
 
 
 def _run_list(args: argparse.Namespace) -> int:
+    from sparse_keras.zoo import hub
+
     rows = hub.list_models(registry=args.registry)
     header = f"{'name':<26} {'dataset':<8} {'accuracy':>9} {'noise score':>17} {'params':>9} {'non-zero':>9}  available"
     print(header)
@@ -50,11 +56,15 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from sparse_keras.zoo import hub
+
     print(json.dumps(hub.info(args.name, registry=args.registry), indent=2))
     return 0
 
 
 def _run_package(args: argparse.Namespace) -> int:
+    from sparse_keras.zoo import publishing
+
     folder = publishing.package(
         args.recipe,
         args.seed,
@@ -66,11 +76,15 @@ def _run_package(args: argparse.Namespace) -> int:
         repo_id=args.repo_id,
     )
     publishing.check(folder, registry=args.registry)
+    from sparse_keras.zoo import registry as _registry
+
     print(f"packaged {folder} (checked; registry {_registry.registry_path(args.registry)} updated)")
     return 0
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from sparse_keras.zoo import publishing
+
     failed = 0
     for item in args.folders:
         folder = _folder(item)
@@ -84,7 +98,17 @@ def _run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run_embed(args: argparse.Namespace) -> int:
+    from sparse_keras.zoo import publishing
+
+    for folder in publishing.refresh_embedded(args.zoo_dir, names=tuple(args.names)):
+        print(f"embedded {folder}")
+    return 0
+
+
 def _run_publish(args: argparse.Namespace) -> int:
+    from sparse_keras.zoo import publishing
+
     folder = _folder(args.folder)
     try:
         commit = publishing.publish(
@@ -97,13 +121,20 @@ def _run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_packaging_commands(subparsers) -> None:
-    """Adds `package`, `check` and `publish` to an argparse sub-command group."""
-    registry_help = (
-        "registry file (default: $SPARSE_KERAS_ZOO_REGISTRY or the package's registry.json)"
-    )
+REGISTRY_HELP = "registry file (default: $SPARSE_KERAS_ZOO_REGISTRY or the package's registry.json)"
 
-    p = subparsers.add_parser("package", help="make zoo/<name>/ from a finished training run")
+
+def add_packaging_commands(subparsers, parents=()) -> None:
+    """Adds `package`, `check` and `publish` to an argparse sub-command group.
+
+    Args:
+        subparsers: The object returned by `ArgumentParser.add_subparsers()`.
+        parents: Parsers whose options every command shares (e.g. `--verbose`).
+    """
+    parents = list(parents)
+    p = subparsers.add_parser(
+        "package", parents=parents, help="make zoo/<name>/ from a finished training run"
+    )
     p.add_argument("--recipe", required=True, help="recipe name, e.g. mnist_sparse_cnn2")
     p.add_argument("--seed", type=int, required=True, help="seed of the run to package")
     p.add_argument("--name", default=None, help="zoo name (default: the recipe name)")
@@ -115,37 +146,74 @@ def add_packaging_commands(subparsers) -> None:
         "--zoo-dir", type=pathlib.Path, default=None, help="default: the checkout's zoo/"
     )
     p.add_argument("--repo-id", default=None, help="Hub repository (default: sparse-keras/<name>)")
-    p.add_argument("--registry", default=None, help=registry_help)
+    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_package)
 
     p = subparsers.add_parser(
-        "check", help="validate zoo folders (card, metrics, weights, checksums)"
+        "check", parents=parents, help="validate zoo folders (card, metrics, weights, checksums)"
     )
-    p.add_argument("folders", nargs="+", metavar="NAME_OR_FOLDER")
-    p.add_argument("--registry", default=None, help=registry_help)
+    p.add_argument(
+        "folders",
+        nargs="+",
+        metavar="NAME_OR_FOLDER",
+        help="zoo folder, or a zoo name (looked up in the checkout's zoo/)",
+    )
+    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_check)
 
     p = subparsers.add_parser(
-        "publish", help="check, then upload a zoo folder to the Hugging Face Hub (token: HF_TOKEN)"
+        "publish",
+        parents=parents,
+        help="check, then upload a zoo folder to the Hugging Face Hub (token: HF_TOKEN)",
     )
-    p.add_argument("folder", metavar="NAME_OR_FOLDER")
+    p.add_argument(
+        "folder",
+        metavar="NAME_OR_FOLDER",
+        help="zoo folder, or a zoo name (looked up in the checkout's zoo/)",
+    )
     p.add_argument("--repo-id", default=None, help="Hub repository (default: the registry's)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
-    p.add_argument("--registry", default=None, help=registry_help)
+    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_publish)
 
+    p = subparsers.add_parser(
+        "embed",
+        parents=parents,
+        help="copy the README models' zoo files into the package (sparse_keras/_embedded)",
+        description=(
+            "Copy config.json and model.weights.h5 of the models the package ships from zoo/ "
+            "into sparse_keras/_embedded/zoo/, so the wheel's copies equal the registry's. "
+            "`package` does this itself for those models."
+        ),
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        default=list(_embedded.EMBEDDED_MODELS),
+        help=f"models to copy (default: {' '.join(_embedded.EMBEDDED_MODELS)})",
+    )
+    p.add_argument(
+        "--zoo-dir", type=pathlib.Path, default=None, help="default: the checkout's zoo/"
+    )
+    p.set_defaults(func=_run_embed)
 
-def register_cli(subparsers) -> None:
+
+def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     """Adds `sparse-keras zoo {list,info,package,check,publish}`."""
+    parents = list(parents)
     zoo = subparsers.add_parser(
-        "zoo", help="pretrained models: list, info, package, check, publish"
+        "zoo",
+        help="pretrained models: list, info, package, check, publish",
+        description="The pretrained model zoo. See docs/zoo.md.",
     )
     commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
-    p = commands.add_parser("list", help="the zoo's models and their metrics")
-    p.add_argument("--registry", default=None)
+    p = commands.add_parser("list", parents=parents, help="the zoo's models and their metrics")
+    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_list)
-    p = commands.add_parser("info", help="registry entry of one model (JSON)")
-    p.add_argument("name")
-    p.add_argument("--registry", default=None)
+    p = commands.add_parser("info", parents=parents, help="registry entry of one model (JSON)")
+    p.add_argument("name", metavar="NAME", help="zoo name, e.g. mnist_sparse_cnn2")
+    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_info)
-    add_packaging_commands(commands)
+    add_packaging_commands(commands, parents)
+    return zoo

@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
-
-import keras
-import numpy as np
+from typing import Any
 
 INPUT_CHOICES = ("auto", "mnist", "gsc-sample", "none")
 
 
-def load_model(spec: str, pretrained: bool = False, seed: int = 0) -> keras.Model:
-    """A model from a network name, a zoo name or a `.keras` file.
+def _mnist_inputs(count: int):
+    import numpy as np
 
-    Args:
-        spec: A `sparse_keras.models` network name (built fresh, or from the zoo with
-            `pretrained`), another zoo model name, or a path to a saved model.
-        pretrained: Load network names from the zoo instead of building them.
-        seed: Mask seed of freshly built networks.
-    """
-    from sparse_keras import models
-
-    path = pathlib.Path(spec).expanduser()
-    if spec.endswith((".keras", ".h5")) or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"Model file {path} not found.")
-        import sparse_keras  # noqa: F401  (registers the custom layers for loading)
-
-        return keras.saving.load_model(path, compile=False)
-    if spec in models.list_models() and not pretrained:
-        return models.build(spec, seed=seed)
-    try:
-        # Imported only here: the zoo pulls in the Hub client, which the rest of this
-        # command does not need.
-        from sparse_keras import zoo
-    except ImportError as err:
-        raise ValueError(
-            f"{spec!r} is not a network name ({', '.join(models.list_models())}) or a model "
-            f"file, and the zoo is not available: {err}"
-        ) from err
-    return zoo.load(spec)
-
-
-def _mnist_inputs(count: int) -> np.ndarray:
     from sparse_keras.data import mnist
 
     images, _ = mnist.load_arrays("test", download=False)
@@ -51,7 +18,9 @@ def _mnist_inputs(count: int) -> np.ndarray:
     return np.asarray(mnist.normalize_images(x), np.float32)
 
 
-def _gsc_sample_inputs(count: int) -> np.ndarray:
+def _gsc_sample_inputs(count: int):
+    import numpy as np
+
     from sparse_keras.data import gsc
     from sparse_keras.data.download import data_root
 
@@ -61,7 +30,7 @@ def _gsc_sample_inputs(count: int) -> np.ndarray:
     return x[:count]
 
 
-def load_inputs(kind: str, model: keras.Model, count: int) -> tuple[np.ndarray | None, str]:
+def load_inputs(kind: str, model: Any, count: int) -> tuple[Any, str]:
     """Real preprocessed inputs for `model`, and a note on what they are.
 
     Args:
@@ -88,12 +57,14 @@ def load_inputs(kind: str, model: keras.Model, count: int) -> tuple[np.ndarray |
     return x, f"{len(x)} {kind} test inputs"
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Runs `sparse-keras flops` with parsed arguments; returns the exit status."""
+    from sparse_keras.cli.resolve import resolve_model
     from sparse_keras.compute.accounting import count_multiplies
 
     if args.samples < 1:
         raise ValueError(f"--samples must be a positive integer, got {args.samples}.")
-    model = load_model(args.model, pretrained=args.pretrained, seed=args.seed)
+    model = resolve_model(args.model, networks=not args.pretrained, seed=args.seed).model
     inputs, note = load_inputs(args.inputs, model, args.samples)
     counts = count_multiplies(model, inputs, k=args.k)
     print(counts.to_markdown() if args.format == "markdown" else counts.to_text())
@@ -102,10 +73,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers) -> None:
+def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     """Adds `sparse-keras flops MODEL [--inputs ...] [--k training|inference]`."""
     parser = subparsers.add_parser(
         "flops",
+        parents=list(parents),
         help="count dense, expected and measured non-zero multiplies per layer",
         description=(
             "Print, per layer and in total, the dense multiply-accumulates, the non-zero "
@@ -114,7 +86,9 @@ def register_cli(subparsers) -> None:
         ),
     )
     parser.add_argument(
-        "model", help="network name (e.g. gsc_sparse_cnn2), zoo name or .keras file"
+        "model",
+        metavar="MODEL",
+        help="network name (e.g. gsc_sparse_cnn2), zoo name or .keras file",
     )
     parser.add_argument(
         "--inputs",
@@ -131,7 +105,17 @@ def register_cli(subparsers) -> None:
         default="training",
         help="k used by the expected counts (training: the paper's convention)",
     )
-    parser.add_argument("--pretrained", action="store_true", help="load network names from the zoo")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="load network names from the zoo instead of building them untrained",
+    )
     parser.add_argument("--seed", type=int, default=0, help="mask seed of freshly built networks")
-    parser.add_argument("--format", choices=("text", "markdown"), default="text")
-    parser.set_defaults(func=_run)
+    parser.add_argument(
+        "--format",
+        choices=("text", "markdown"),
+        default="text",
+        help="table format (default: text)",
+    )
+    parser.set_defaults(func=run)
+    return parser
