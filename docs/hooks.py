@@ -297,6 +297,11 @@ def api_rest_markdown(package: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def audio_facts_markdown() -> str:
+    """The committed `training/results/audio_facts.md` (python -m training.audio_facts)."""
+    return _demote((RESULTS_DIR / "audio_facts.md").read_text())
+
+
 # --------------------------------------------------------------------------- markers
 
 GENERATORS = {
@@ -306,6 +311,7 @@ GENERATORS = {
     "table3": table3_markdown,
     "training-times": training_times_markdown,
     "api-rest": api_rest_markdown,
+    "audio-facts": audio_facts_markdown,
 }
 
 

@@ -57,3 +57,32 @@ def test_committed_tables_match_the_result_files(table, build):
     assert path.read_text() == build(RESULTS), (
         f"regenerate with: python -m training.aggregate {table.split('.')[0].replace('_table', '')}"
     )
+
+
+def test_audio_facts_table_matches_its_json():
+    import json as _json
+
+    from training import audio_facts
+
+    facts = _json.loads((RESULTS / "audio_facts.json").read_text())
+    assert (RESULTS / "audio_facts.md").read_text() == audio_facts.facts_markdown(facts)
+    assert facts["fsdd"]["clips"] == 300 and facts["fsdd"]["sample_rates_hz"] == [8000]
+    assert facts["gsc12v2"]["clips"] == 848 and facts["gsc12v2"]["sample_rates_hz"] == [16000]
+
+
+def test_clip_facts_by_hand():
+    import math
+
+    import numpy as np
+
+    from training import audio_facts
+
+    # A 1 kHz sine of amplitude 0.5 at 16 kHz: RMS 0.5/sqrt(2), no power above 4 kHz;
+    # a 6 kHz one: all of it above.
+    t = np.arange(16000) / 16000
+    low = audio_facts.clip_facts((0.5 * np.sin(2 * math.pi * 1000 * t)).astype("float32"), 16000)
+    assert low["rms"] == pytest.approx(0.5 / math.sqrt(2), rel=1e-4)
+    assert low["loudest_window_rms"] == pytest.approx(0.5 / math.sqrt(2), rel=1e-3)
+    assert low["power_above_4khz"] < 1e-6
+    high = audio_facts.clip_facts((0.5 * np.sin(2 * math.pi * 6000 * t)).astype("float32"), 16000)
+    assert high["power_above_4khz"] > 0.999
