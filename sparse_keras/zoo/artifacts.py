@@ -221,11 +221,34 @@ def score_maximum(dataset: str, noise_levels: list[float]) -> int | None:
     return None if size is None else len(noise_levels) * size
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
+def _mean_std(values: list[float], population: bool = False) -> dict[str, float]:
+    if population:
+        return {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
     }
+
+
+def _protocol_summaries(seeds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Seed means of both reporting protocols (result files from the per-epoch runner).
+
+    "paper": each seed's best *test-set* epoch, population std (the released tables);
+    "held_out": the epoch chosen without the test set, sample std.
+    """
+    if not seeds or any("protocols" not in r for r in seeds):
+        return None
+    summaries = {}
+    for protocol, population in (("paper", True), ("held_out", False)):
+        chosen = [r["protocols"][protocol] for r in seeds]
+        summaries[protocol] = {
+            "selection": chosen[0]["selection"],
+            "epochs": [c["epoch"] for c in chosen],
+            "clean_accuracy": _mean_std([c["clean_accuracy"] for c in chosen], population),
+            "noise_score": _mean_std([c["noise_score"] for c in chosen], population),
+            "std": "population" if population else "sample",
+        }
+    return summaries
 
 
 def make_metrics(
@@ -288,6 +311,7 @@ def make_metrics(
             ],
             "clean_accuracy": _mean_std([r["clean_accuracy"] for r in seeds]),
             "noise_score": _mean_std([r["noise_score"] for r in seeds]),
+            "protocols": _protocol_summaries(seeds),
         },
         "command": result.get("command"),
         "git_commit": result.get("git_commit"),

@@ -338,7 +338,19 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| this checkpoint (seed {metrics['seed']}) | {_percent(metrics['clean_accuracy'])} | {metrics['noise_score']:,} |",
     ]
-    if len(seeds["all"]) > 1:
+    protocols = seeds.get("protocols")
+    if protocols:
+        count = _plural(len(seeds["all"]), "seed")
+        for protocol, label in (
+            ("held_out", "epoch chosen without the test set, sample std"),
+            ("paper", "paper protocol: best **test-set** epoch, population std"),
+        ):
+            acc, score = protocols[protocol]["clean_accuracy"], protocols[protocol]["noise_score"]
+            lines.append(
+                f"| this recipe, {count} ({label}) | {_percent(acc['mean'])} ± {_percent(acc['std'])} "
+                f"| {score['mean']:,.0f} ± {score['std']:,.0f} |"
+            )
+    elif len(seeds["all"]) > 1:
         acc, score = seeds["clean_accuracy"], seeds["noise_score"]
         lines.append(
             f"| this recipe, {len(seeds['all'])} seeds (mean ± std) | {_percent(acc['mean'])} ± {_percent(acc['std'])} "
