@@ -22,6 +22,19 @@ that compute features themselves. Every signature returns `probabilities` (float
 `round(k * k_inference_factor)` winners with frozen duty cycles, batch norm uses its
 moving statistics, dropout is off.
 
+Every signature checks its request inside the graph before any model op runs, and
+answers a bad one with an `InvalidArgumentError` (HTTP 400 / gRPC INVALID_ARGUMENT from
+TF Serving) that names the signature, the input, what it got and what it expects: the
+rank and the non-batch dimensions of the table, a batch of at least one example, audio
+of at least one sample, float values that are all finite (no NaN or Inf), and
+`serving_float` pixels in [0, 1]. The signatures therefore declare their input with an
+unknown shape (`saved_model_cli show` prints `unknown_rank`): TF Serving does not
+enforce a declared shape, and declaring one would let graph optimisation drop the
+checks, so that a request of the wrong rank could reach a convolution and abort the
+server. A request of the wrong dtype is refused by TensorFlow itself before the graph
+runs. Waveform amplitudes are not range-checked: the log-mel features are relative to
+each clip's maximum, so a clip at another scale gives (nearly) the same features.
+
 The directory layout is the one TF Serving polls: `<export_dir>/<model_name>/<version>/`
 with `saved_model.pb`, `variables/` and `assets.extra/tf_serving_warmup_requests`
 (a few real requests the server replays on load, so the first client does not pay
@@ -44,7 +57,7 @@ import numpy as np
 import tensorflow as tf
 
 from sparse_keras.data import audio, fsdd, gsc, mnist
-from sparse_keras.data.download import data_root
+from sparse_keras.data.download import data_root, remove_created_folders
 
 DATASETS = ("mnist", "gsc", "fsdd")
 FEATURE_SHAPES = {
@@ -77,6 +90,90 @@ class _Endpoint:
     to_features: Callable[[tf.Tensor], tf.Tensor]
     # Turns the dataset's raw warm-up examples into this signature's input.
     from_raw: Callable[[np.ndarray], np.ndarray]
+    # Inclusive bounds every value must lie in (None: any finite value).
+    value_range: tuple[float, float] | None = None
+
+
+def _request_checks(inputs: tf.Tensor, endpoint: _Endpoint) -> tf.Tensor:
+    """Validates one request inside the graph; returns `inputs` with its static shape.
+
+    A SavedModel served by TF Serving or run by `saved_model_cli` feeds the request
+    straight into the graph: the signature's declared shape is not enforced there, and
+    a tensor of another rank reaching a convolution aborts the whole process (oneDNN
+    "Check failed"). So every check here runs as an op the model's first op depends on,
+    and fails with an `InvalidArgumentError` that names the signature, the input, the
+    shape or value received and what was expected. The signature itself is declared
+    with an unknown rank (see `_serving_spec`) so that graph optimisation cannot fold
+    these checks away on the strength of the declared shape.
+
+    Checks: rank, every non-batch dimension (`None` in the expected shape: any size but
+    0), a non-empty batch, and for float inputs that every value is finite (and within
+    `endpoint.value_range` when it has one). Integer inputs are finite by nature and
+    every int16 / uint8 value is legal.
+    """
+    name, signature = endpoint.spec.name, endpoint.signature
+    expected = endpoint.spec.shape  # [None, *inner]
+    rank = expected.rank
+    # No quotes around names: TF escapes them in the message.
+    what = f"{signature}: input {name} must be {endpoint.spec.dtype.name} of shape"
+    shown = "[batch, " + ", ".join("samples" if d is None else str(d) for d in expected[1:]) + "]"
+    if None in expected[1:]:
+        shown += " with samples >= 1"
+    # Real ops (not tf.rank / tf.shape's static shortcuts): the input's rank is unknown.
+    shape = tf.raw_ops.Shape(input=inputs, out_type=tf.int32)
+    rank_ok = tf.equal(tf.raw_ops.Size(input=shape, out_type=tf.int32), rank)
+    # Padded so that indexing is safe when the rank is wrong (that check then fails).
+    dims = tf.concat([shape, tf.ones([rank], tf.int32)], 0)[:rank]
+    dims_ok = tf.constant(True)
+    for axis, size in enumerate(expected[1:], start=1):
+        dims_ok &= dims[axis] >= 1 if size is None else tf.equal(dims[axis], size)
+    checks = [
+        tf.debugging.Assert(
+            rank_ok, [f"{what} {shown}; got a tensor of shape", shape], summarize=8
+        ),
+        tf.debugging.Assert(
+            tf.logical_not(rank_ok) | dims_ok,
+            [f"{what} {shown}; got shape", shape],
+            summarize=rank + 1,
+        ),
+        tf.debugging.Assert(
+            tf.logical_not(rank_ok) | (dims[0] >= 1),
+            [f"{what} {shown} with at least one example; got an empty batch of shape", shape],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        inputs = tf.identity(inputs)
+    if inputs.dtype.is_floating:
+        inputs = tf.debugging.check_numerics(
+            inputs, f"{signature}: input {name} must hold finite values (no NaN or Inf)"
+        )
+        if endpoint.value_range is not None:
+            low, high = endpoint.value_range
+            in_range = tf.reduce_all((inputs >= low) & (inputs <= high))
+            smallest, largest = tf.reduce_min(inputs), tf.reduce_max(inputs)
+            check = tf.debugging.Assert(
+                in_range,
+                [
+                    f"{signature}: input {name} must hold values in [{low:g}, {high:g}]; "
+                    "got values from",
+                    smallest,
+                    "to",
+                    largest,
+                ],
+            )
+            with tf.control_dependencies([check]):
+                inputs = tf.identity(inputs)
+    return tf.ensure_shape(inputs, expected)
+
+
+def _serving_spec(endpoint: _Endpoint) -> tf.TensorSpec:
+    """The signature's declared input: the endpoint's dtype and name, any shape.
+
+    The expected shape is checked inside the graph (`_request_checks`); declaring it
+    here instead would let Grappler fold those checks into constants, while TF Serving
+    and `saved_model_cli` still feed tensors of any shape.
+    """
+    return tf.TensorSpec(None, endpoint.spec.dtype, name=endpoint.spec.name)
 
 
 def mnist_features(pixels: tf.Tensor) -> tf.Tensor:
@@ -109,14 +206,39 @@ def audio_features(waveforms: tf.Tensor, align: str = "start") -> tf.Tensor:
     return audio.log_mel(audio.fix_length(waveforms, audio.CLIP_SAMPLES, align=align))
 
 
+# 8 kHz samples kept on each side of the 1-s window before resampling: more than the
+# resampling filter's half-length (`audio.lowpass_filter(2, 1)` has 41 taps at 16 kHz,
+# so it reaches 10 samples at 8 kHz), so the window's samples come out exactly as if
+# the whole clip had been resampled.
+_RESAMPLE_MARGIN = 16
+
+
 def _upsample_fsdd(waveforms: tf.Tensor) -> tf.Tensor:
-    """8 kHz `[batch, samples]` → 16 kHz `[batch, 2 * samples]`, FSDD's own resampler."""
+    """8 kHz `[batch, samples]` → the centred 1-s window at 16 kHz, FSDD's own resampler.
+
+    Crops to the part of the clip that can reach the centred 16,000-sample window
+    (plus `_RESAMPLE_MARGIN`) *before* resampling, so a long clip costs what a 1-s
+    one does (resampling a 20-minute clip whole took 3.5 GB). The result equals
+    `audio.fix_length(resample_poly(clip, 2, 1), align="center")` of the whole clip.
+
+    Returns:
+        float32 `[batch, samples']`: the window (16,000 samples) for a clip longer than
+        1 s, else the whole clip at 16 kHz, to be padded by `audio_features`.
+    """
     up = audio.SAMPLE_RATE // fsdd.SAMPLE_RATE
-    return tf.map_fn(
+    waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+    n = tf.shape(waveforms)[1]
+    # Where `fix_length(align="center")` starts its window in the 16 kHz clip.
+    start = tf.maximum(up * n - audio.CLIP_SAMPLES, 0) // 2
+    first = tf.maximum(start // up - _RESAMPLE_MARGIN, 0)
+    last = tf.minimum((start + audio.CLIP_SAMPLES) // up + 1 + _RESAMPLE_MARGIN, n)
+    resampled = tf.map_fn(
         lambda clip: audio.resample_poly(clip, up, 1),
-        tf.convert_to_tensor(waveforms, tf.float32),
+        waveforms[:, first:last],
         fn_output_signature=tf.TensorSpec([None], tf.float32),
     )
+    offset = start - up * first
+    return resampled[:, offset : offset + audio.CLIP_SAMPLES]
 
 
 def _endpoints(dataset: str) -> list[_Endpoint]:
@@ -137,6 +259,8 @@ def _endpoints(dataset: str) -> list[_Endpoint]:
                 tf.TensorSpec([None, 28, 28], tf.float32, name="images"),
                 mnist_features,
                 lambda images: images.astype(np.float32) / 255.0,
+                # A client sending 0-255 floats would get confident nonsense.
+                value_range=(0.0, 1.0),
             ),
         ]
     else:
@@ -281,6 +405,7 @@ def _num_classes(model, features_spec: tf.TensorSpec) -> int:
 
 def _serving_function(model, endpoint: _Endpoint, class_names: tf.Tensor) -> Callable:
     def serve(inputs):
+        inputs = _request_checks(inputs, endpoint)
         logits = model(endpoint.to_features(inputs), training=False)
         # Softmax in float32 even for a mixed-precision model, as a client expects.
         logits = tf.cast(logits, tf.float32)
@@ -319,6 +444,24 @@ def _check_graph(model, signature: str, concrete_function) -> None:
             f"the {signature!r} graph would change the model on every request. Make that layer "
             "update its state only when called with training=True."
         )
+
+
+def _check_writable_folder(folder: pathlib.Path) -> None:
+    """Refuses, before any work, a target folder that cannot be created or written.
+
+    Checks the folder itself if it exists, else its nearest existing ancestor: each
+    must be a folder (not a file) with write permission.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"Cannot export into {folder}: {existing} is a file, not a folder. Pass a folder "
+            "as export_dir."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"Cannot export into {folder}: no write permission in {existing}.")
 
 
 def _serving_api_available() -> bool:
@@ -472,7 +615,10 @@ def export_for_serving(
     `serving_8khz` (FSDD, 8 kHz floats) take other common raw forms;
     `serving_features` takes the network's own features. All return
     `probabilities`, `class_ids` and `class_names`. Preprocessing is the training
-    pipeline's own code, and the network runs with `training=False`.
+    pipeline's own code, and the network runs with `training=False`. Each signature
+    validates its request in the graph (rank, shape, non-empty batch and clip,
+    finite values; see the module docstring) and answers a bad one with an
+    `InvalidArgumentError`, never with a crash or a guess.
 
     Args:
         model: A built Keras model from features `[batch, 28, 28, 1]` (MNIST) or
@@ -493,7 +639,9 @@ def export_for_serving(
     Raises:
         ValueError: unbuilt model, unknown or mismatching dataset, class names that do
             not match the output width, a graph TF Serving cannot run (Python
-            callbacks, variable updates in inference mode), a bad name or version.
+            callbacks, variable updates in inference mode), a bad name or version, or
+            an `export_dir` that is a file or not writable (checked before any work;
+            a failed export leaves nothing behind).
         FileExistsError: if the version directory already exists.
         TypeError: if `model` is not a Keras model.
 
@@ -537,13 +685,15 @@ def export_for_serving(
             "before. Pass another version (or none, for the next free one) or remove it."
         )
 
+    _check_writable_folder(model_dir)
+
     archive = keras.export.ExportArchive()
     class_names_tensor = tf.constant(names, tf.string)
     for endpoint in endpoints:
         function = archive.add_endpoint(
             endpoint.signature,
             _serving_function(model, endpoint, class_names_tensor),
-            input_signature=[endpoint.spec],
+            input_signature=[_serving_spec(endpoint)],
         )
         try:
             concrete = function.get_concrete_function()
@@ -561,9 +711,11 @@ def export_for_serving(
         requests += [(endpoint.signature, {endpoint.spec.name: example[:1]})]
         requests += [(endpoint.signature, {endpoint.spec.name: example})]
 
+    created = [p for p in (model_dir, *model_dir.parents) if not p.exists()]
     model_dir.mkdir(parents=True, exist_ok=True)
     # A non-numeric name, so a polling server ignores it until the rename.
     staging = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    exported = False
     try:
         try:
             archive.write_out(str(staging), verbose=False)
@@ -583,6 +735,9 @@ def export_for_serving(
         if version_dir.exists():  # exported by someone else meanwhile
             raise FileExistsError(f"{version_dir} appeared while exporting; not overwriting it.")
         os.rename(staging, version_dir)
+        exported = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not exported:
+            remove_created_folders(created)  # deepest first, only while empty
     return version_dir

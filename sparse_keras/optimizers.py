@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -64,6 +66,9 @@ class CoupledSGD(keras.optimizers.SGD):
                     "decoupled decay or Nesterov momentum."
                 )
             kwargs.pop(refused, None)
+        if isinstance(learning_rate, numbers.Real):
+            # A schedule or a variable is Keras's to check; a plain number is ours.
+            validation.number_at_least("learning_rate", learning_rate, 0.0)
         momentum = validation.number_at_least("momentum", momentum, 0.0)
         decay = validation.number_at_least("coupled_weight_decay", coupled_weight_decay, 0.0)
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)

@@ -290,6 +290,7 @@ class NoiseReport:
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        self.seed = _check_seed(self.seed)
         self.noise_levels = tuple(float(level) for level in self.noise_levels)
         self.correct = tuple(int(count) for count in self.correct)
         if len(self.noise_levels) != len(self.correct):
@@ -333,10 +334,21 @@ class NoiseReport:
         }
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """The report as JSON text; also written to `path` when given."""
+        """The report as JSON text; also written to `path` when given.
+
+        The file is written under a temporary name beside `path` and renamed into
+        place, so an interrupted write never leaves a truncated report; an unwritable
+        `path` raises `ValueError` (see `check_output_path`) before anything is written.
+        """
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:
-            pathlib.Path(path).write_text(text)
+            path = check_output_path(path, "report path")
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                temporary.write_text(text)
+                os.replace(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
         return text
 
     @classmethod
@@ -525,7 +537,73 @@ def _check_levels(noise_levels: Sequence[float]) -> tuple[float, ...]:
     levels = tuple(_check_level(level) for level in noise_levels)
     if not levels:
         raise ValueError("noise_levels is empty: give at least one noise level in [0, 1].")
+    # A level's noise is seeded by its value, so a repeated level would count the very
+    # same answers twice in the noise score.
+    repeated = sorted({level for level in levels if levels.count(level) > 1})
+    if repeated:
+        raise ValueError(
+            f"noise_levels must be distinct, got {list(levels)} (repeated: {repeated}); each "
+            "level's noise is fixed by its value, so a repeat would count the same answers twice."
+        )
     return levels
+
+
+def _positive_int(name: str, value) -> int:
+    # int(2.7) would silently evaluate batches of 2; True would be a batch of 1.
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _check_seed(seed) -> int:
+    """The noise seed as an int; floats, bools and strings are refused, not truncated."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(
+            f"seed must be an integer, got {seed!r} ({type(seed).__name__}): a float seed "
+            "would be truncated and give another seed's noise."
+        )
+    if not -(2**63) <= int(seed) < 2**63:
+        raise ValueError(f"seed must fit in a signed 64-bit integer, got {seed!r}.")
+    return int(seed)
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output file") -> pathlib.Path:
+    """Checks up front that a report can be written to `path`, writing nothing.
+
+    Commands call it before a long evaluation, so that a mistyped `--json` or
+    `--plot` path fails in a second rather than after the evaluation has run.
+
+    Args:
+        path: The file to be written (it may exist: it will be replaced).
+        what: How to name the path in the error, e.g. "--json path".
+
+    Returns:
+        `path` as a `pathlib.Path` (`~` expanded).
+
+    Raises:
+        ValueError: if `path` is empty, is a directory, or its parent folder does not
+            exist, is not a folder, or is not writable.
+    """
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise ValueError(f"The {what} must be a file path, got {path!r}.")
+    path = pathlib.Path(path).expanduser()
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"The {what} {str(path)!r} is a directory; expected a file path.")
+    if not parent.exists():
+        raise ValueError(
+            f"The {what} {str(path)!r} cannot be written: its folder {str(parent)!r} does not "
+            "exist (create it first)."
+        )
+    if not parent.is_dir():
+        raise ValueError(
+            f"The {what} {str(path)!r} cannot be written: {str(parent)!r} is not a folder."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(
+            f"The {what} {str(path)!r} cannot be written: no write permission in {str(parent)!r}."
+        )
+    return path
 
 
 def _mnist_data(data_dir, max_examples) -> _TestData:
@@ -680,6 +758,17 @@ def _check_outputs(
         raise ValueError(
             f"Label {labels.max()} is out of range for a model that outputs {width} classes."
         )
+    if len(labels) and labels.min() < 0:
+        raise ValueError(
+            f"Label {labels.min()} is negative: labels must be class ids in [0, {width})."
+        )
+    if np.issubdtype(outputs.dtype, np.floating) and np.isnan(outputs).any():
+        bad = int(np.isnan(outputs).any(axis=1).sum())
+        raise ValueError(
+            f"The model output NaN for {bad} of {len(labels)} examples; expected finite logits "
+            "or probabilities. A NaN output has no meaningful argmax, so no accuracy or noise "
+            "score is given (is the model diverged, or its weights corrupt?)."
+        )
     return outputs
 
 
@@ -751,8 +840,13 @@ def evaluate(
         A `NoiseReport`.
 
     Raises:
-        ValueError: on levels outside `[0, 1]`, an unknown dataset name, an empty
-            dataset, or model outputs of the wrong shape.
+        ValueError: on levels outside `[0, 1]` or repeated, an unknown dataset name,
+            an empty dataset, a non-positive or non-integer `batch_size` /
+            `max_examples`, labels outside `[0, classes)`, model outputs of the wrong
+            shape, or NaN outputs (a model with NaN logits gets an error, never an
+            accuracy; infinite logits are accepted, argmax is defined for them).
+        TypeError: if `seed` is not an integer (a float or bool seed would be
+            truncated into another seed's noise).
 
     Example:
 
@@ -762,14 +856,14 @@ def evaluate(
     200
     """
     levels = _check_levels(noise_levels)
+    seed = _check_seed(seed)
     if not isinstance(dataset, tf.data.Dataset) and dataset not in DATASETS:
         raise ValueError(
             f"Unknown dataset {dataset!r}; expected one of {DATASETS} or a tf.data.Dataset."
         )
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if max_examples is not None and int(max_examples) < 1:
-        raise ValueError(f"max_examples must be a positive integer or None, got {max_examples!r}.")
+    batch_size = _positive_int("batch_size", batch_size)
+    if max_examples is not None:
+        max_examples = _positive_int("max_examples", max_examples)
     if isinstance(model, str | os.PathLike):
         path = pathlib.Path(model)
         model_name = model_name or (path.stem if path.suffix == ".keras" else str(model))
@@ -875,8 +969,7 @@ class NoisyTestSet:
             batch_size: Examples per model call.
             model_name: Name for the report.
         """
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        batch_size = _positive_int("batch_size", batch_size)
         predict = _predict_fn(model)
         start = time.perf_counter()
         correct = []
@@ -927,8 +1020,9 @@ def noisy_test_set(
     levels = _check_levels(noise_levels)
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; expected one of {DATASETS}.")
-    if max_examples is not None and int(max_examples) < 1:
-        raise ValueError(f"max_examples must be a positive integer or None, got {max_examples!r}.")
+    seed = _check_seed(seed)
+    if max_examples is not None:
+        max_examples = _positive_int("max_examples", max_examples)
     data = (
         _mnist_data(data_dir, max_examples)
         if dataset == "mnist"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -13,11 +14,17 @@ def positive_int(name: str, value) -> int:
 
 
 def number_at_least(name: str, value, minimum: float) -> float:
-    """Returns `value` as a float, or raises if it is not a real number >= minimum."""
+    """Returns `value` as a float, or raises if it is not a finite real number >= minimum.
+
+    Infinity is refused: no setting of this package means anything at infinity, and
+    it turns into NaN in the arithmetic (inf * 0).
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise ValueError(f"{name} must be a number >= {minimum}, got {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}.")
     return float(value)
 
 

@@ -157,7 +157,7 @@ def test_bad_density_is_named(density):
 
 
 def test_bad_seed_and_data_format_are_named():
-    with pytest.raises(ValueError, match="seed must be an integer or None, got 1.5"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0 or None, got 1.5"):
         SparseDense(4, density=0.5, seed=1.5)
     with pytest.raises(ValueError, match="channels_last"):
         SparseConv2D(4, 3, density=0.5, data_format="channels_first")

@@ -116,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     from sparse_keras import robustness
     from sparse_keras.cli.resolve import resolve_model
 
+    for option in ("json", "plot"):
+        if getattr(args, option):
+            # A missing or read-only folder is found now, not after the whole evaluation.
+            robustness.check_output_path(getattr(args, option), f"--{option} path")
     resolved = resolve_model(args.model)
     report = robustness.evaluate(
         resolved.model,

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-import struct
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +69,9 @@ MAX_SHIFT_FRAMES = 8
 
 # --------------------------------------------------------------------------- WAV files
 
+# RIFF header (12 bytes) + a PCM 'fmt ' chunk (24) + a 'data' chunk header (8).
+_WAV_HEADER_BYTES = 44
+
 
 @dataclass(frozen=True)
 class WavInfo:
@@ -92,9 +95,10 @@ class WavInfo:
 def read_wav_info(path: str | os.PathLike) -> WavInfo:
     """Reads and checks the header of a PCM WAV file without reading its samples.
 
-    Walks the RIFF chunks, so files with extra chunks (e.g. `LIST`) before `data` are
-    read correctly. The file must be 16-bit integer PCM (what `tf.audio.decode_wav`
-    decodes) and its data chunk must be complete.
+    The header is parsed by the standard library's `wave` module (which walks the
+    RIFF chunks, so files with extra chunks such as `LIST` before `data` are read),
+    then checked against the file's size. The file must be 16-bit integer PCM (what
+    `tf.audio.decode_wav` decodes) and its data chunk must be complete.
 
     Args:
         path: The WAV file.
@@ -111,46 +115,50 @@ def read_wav_info(path: str | os.PathLike) -> WavInfo:
     if size == 0:
         raise ValueError(f"WAV file {path} is empty (0 bytes).")
     with open(path, "rb") as f:
-        riff = f.read(12)
-        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
-            raise ValueError(f"{path} is not a RIFF/WAVE file (first bytes {riff[:12]!r}).")
-        fmt = None
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                break
-            chunk_id, chunk_size = header[:4], struct.unpack("<I", header[4:])[0]
-            start = f.tell()
-            if chunk_id == b"fmt ":
-                body = f.read(min(chunk_size, 40))
-                if len(body) < 16:
-                    raise ValueError(f"WAV file {path}: 'fmt ' chunk is truncated.")
-                fmt = struct.unpack("<HHIIHH", body[:16])
-            elif chunk_id == b"data":
-                if fmt is None:
-                    raise ValueError(f"WAV file {path}: 'data' chunk comes before 'fmt '.")
-                audio_format, channels, rate, _, block_align, bits = fmt
-                if audio_format != 1 or bits != 16:
-                    raise ValueError(
-                        f"WAV file {path} is format {audio_format} with {bits}-bit samples; "
-                        "expected 16-bit integer PCM (format 1)."
-                    )
-                if channels < 1 or block_align != channels * 2:
-                    raise ValueError(
-                        f"WAV file {path}: inconsistent header ({channels} channels, "
-                        f"block align {block_align})."
-                    )
-                if start + chunk_size > size:
-                    raise ValueError(
-                        f"WAV file {path} is truncated: its header declares {chunk_size} bytes "
-                        f"of samples but only {size - start} follow."
-                    )
-                if chunk_size < block_align:
-                    raise ValueError(f"WAV file {path} contains no audio samples.")
-                return WavInfo(rate, channels, bits, chunk_size // block_align, start)
-            # Chunks are word-aligned: an odd size is followed by a pad byte.
-            f.seek(start + chunk_size + (chunk_size & 1))
-    raise ValueError(f"WAV file {path} has no 'data' chunk (truncated or not audio).")
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise ValueError(f"{path} is not a RIFF/WAVE file (first bytes {head!r}).")
+        f.seek(0)
+        try:
+            with wave.open(f, "rb") as wav:
+                channels, width = wav.getnchannels(), wav.getsampwidth()
+                rate, frames = wav.getframerate(), wav.getnframes()
+                # `wave` stops right after the data chunk's header: the samples start here.
+                data_offset = f.tell()
+        except EOFError as err:
+            raise ValueError(
+                f"WAV file {path} has an incomplete header: no complete 'fmt ' and 'data' "
+                "chunks (truncated or not audio)."
+            ) from err
+        except wave.Error as err:
+            if "unknown format" in str(err):
+                raise ValueError(
+                    f"WAV file {path} is not integer PCM ({err}); expected 16-bit integer PCM "
+                    "(format 1)."
+                ) from err
+            if "missing" in str(err) or "not a WAVE" in str(err):
+                # `wave` reads chunks only within the RIFF size the header declares.
+                riff_size = int.from_bytes(head[4:8], "little")
+                raise ValueError(
+                    f"WAV file {path} has no 'data' chunk or no 'fmt ' chunk within its declared "
+                    f"RIFF size of {riff_size} bytes (truncated or not audio)."
+                ) from err
+            raise ValueError(f"WAV file {path} has a bad header: {err}.") from err
+    if width != 2:
+        raise ValueError(
+            f"WAV file {path} has {8 * width}-bit samples; expected 16-bit integer PCM (format 1)."
+        )
+    if channels < 1:
+        raise ValueError(f"WAV file {path}: inconsistent header ({channels} channels).")
+    declared = frames * channels * width
+    if data_offset + declared > size:
+        raise ValueError(
+            f"WAV file {path} is truncated: its header declares {declared} bytes of samples "
+            f"but only {size - data_offset} follow."
+        )
+    if frames < 1:
+        raise ValueError(f"WAV file {path} contains no audio samples.")
+    return WavInfo(rate, channels, 8 * width, frames, data_offset)
 
 
 def check_wav(path: str | os.PathLike, sample_rate: int, channels: int = 1) -> WavInfo:
@@ -212,10 +220,44 @@ def decode_wav(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
 
     Returns:
         float32 samples in [−1, 1), shape `[frames]`.
+
+    Raises:
+        tf.errors.InvalidArgumentError: naming the file, if it is shorter than a WAV
+            header (e.g. empty), does not start with a RIFF/WAVE header, holds no
+            samples, or has another rate or channel count. (A file that passes these
+            checks but is corrupt further in fails in `tf.audio.decode_wav`, whose
+            message does not name the file: keep the loaders' `check_files=True`
+            for data you do not trust.)
     """
-    audio, rate = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=-1)
+    contents = tf.io.read_file(path)
+    # Checked before decoding: tf.audio.decode_wav's own errors do not name the file.
+    # The first 12 bytes, padded so that slicing a too-short file cannot fail itself.
+    head = tf.strings.substr(contents, 0, 12) + "\0" * 12
+    header_checks = [
+        tf.debugging.Assert(
+            tf.strings.length(contents) >= _WAV_HEADER_BYTES,
+            [
+                "WAV file",
+                path,
+                "has",
+                tf.strings.length(contents),
+                f"bytes; a WAV file has at least {_WAV_HEADER_BYTES} (empty or truncated?).",
+            ],
+        ),
+        tf.debugging.Assert(
+            tf.equal(tf.strings.substr(head, 0, 4), "RIFF")
+            & tf.equal(tf.strings.substr(head, 8, 4), "WAVE"),
+            ["File", path, "is not a RIFF/WAVE file (it does not start with RIFF....WAVE)."],
+        ),
+    ]
+    with tf.control_dependencies(header_checks):
+        contents = tf.identity(contents)
+    audio, rate = tf.audio.decode_wav(contents, desired_channels=-1)
     channels = tf.shape(audio)[1]
     checks = [
+        tf.debugging.Assert(
+            tf.shape(audio)[0] > 0, ["WAV file", path, "contains no audio samples."]
+        ),
         tf.debugging.Assert(
             tf.equal(rate, sample_rate),
             ["WAV file", path, "has sample rate", rate, f"Hz; expected {sample_rate} Hz."],

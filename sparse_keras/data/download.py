@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import tempfile
@@ -11,10 +12,17 @@ import urllib.request
 from tqdm.auto import tqdm
 
 DATA_ENV_VAR = "SPARSE_KERAS_DATA"
+# "0", "false", "no" or "off" turns the sha256 check of data files already on disk off.
+VERIFY_ENV_VAR = "SPARSE_KERAS_VERIFY_DATA"
+_FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset is neither on disk nor downloadable."""
+
+
+class DataIntegrityError(ValueError):
+    """Raised when a data file on disk is not the official file (its sha256 differs)."""
 
 
 def data_root(data_dir: str | os.PathLike | None, dataset_subdir: str) -> pathlib.Path:
@@ -47,6 +55,113 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def verification_enabled(verify: bool | None = None) -> bool:
+    """Whether data files on disk are checked: `verify`, else `$SPARSE_KERAS_VERIFY_DATA`.
+
+    Args:
+        verify: True or False decides; None reads the environment variable (on unless
+            it is "0", "false", "no" or "off").
+    """
+    if verify is not None:
+        if not isinstance(verify, bool):
+            raise TypeError(f"verify must be True, False or None, got {verify!r}.")
+        return verify
+    return os.environ.get(VERIFY_ENV_VAR, "1").strip().lower() not in _FALSE_WORDS
+
+
+def _marker_dir() -> pathlib.Path:
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return pathlib.Path(keras_home) / "sparse_keras" / "verified"
+
+
+def _marker_path(path: pathlib.Path) -> pathlib.Path:
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return _marker_dir() / f"{key}.json"
+
+
+def _fingerprint(path: pathlib.Path, sha256: str) -> dict:
+    stat = path.stat()
+    return {
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "inode": stat.st_ino,
+        "sha256": sha256,
+    }
+
+
+def verify_file(
+    path: str | os.PathLike, sha256: str, verify: bool | None = None, what: str = "data file"
+) -> pathlib.Path:
+    """Checks once that a file on disk is the official one, by its sha256.
+
+    The first check reads the whole file. When it matches, a small marker (the file's
+    path, size, modification time, inode and digest) is written under
+    `$KERAS_HOME/sparse_keras/verified/` (default `~/.keras`), never beside the data,
+    which may be read-only or shared; later calls compare only the file's `stat`
+    with the marker, so the check costs once per file version. Any change to the file
+    (new size, new mtime, replaced file) checks it again. When the marker cannot be
+    written the check simply runs every time.
+
+    Args:
+        path: The file.
+        sha256: Its official hex sha256.
+        verify: False skips the check (a file you altered on purpose); None follows
+            `$SPARSE_KERAS_VERIFY_DATA` (checked unless it is "0"/"false"/"no"/"off").
+        what: How to name the file in the error.
+
+    Returns:
+        `path` as a Path.
+
+    Raises:
+        DataIntegrityError: if the digest differs, naming the file, both digests and
+            the way to opt out.
+    """
+    path = pathlib.Path(path)
+    if not verification_enabled(verify):
+        return path
+    expected = _fingerprint(path, sha256)
+    marker = _marker_path(path)
+    try:
+        if json.loads(marker.read_text()) == expected:
+            return path
+    except (OSError, ValueError):
+        pass  # no marker yet, or an unreadable one: check the file
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise DataIntegrityError(
+            f"{what} {path} is not the official file: its sha256 is {actual}, expected {sha256}. "
+            "It may be corrupt, truncated or altered; delete it to download it again. To use "
+            f"it anyway, pass verify=False or set {VERIFY_ENV_VAR}=0."
+        )
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        temporary = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(expected))
+        os.replace(temporary, marker)
+    except OSError:
+        pass  # a read-only home: verify again next time
+    return path
+
+
+def _missing_folders(folder: pathlib.Path) -> list[pathlib.Path]:
+    """`folder` and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_created_folders(folders: list[pathlib.Path]) -> None:
+    """Removes folders a failed operation created (deepest first), if still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty (or gone): leave it and its parents
+
+
 def fetch(
     url: str, dest_path: str | os.PathLike, sha256: str | None, progress: bool = True
 ) -> pathlib.Path:
@@ -69,9 +184,21 @@ def fetch(
     Raises:
         DataNotFoundError: if the download fails (e.g. offline).
         ValueError: if the checksum does not match.
+
+    A failed download leaves nothing behind: no partial file, and none of the folders
+    it had to create for `dest_path`.
     """
     dest = pathlib.Path(dest_path)
+    created = _missing_folders(dest.parent)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_into(url, dest, sha256, progress)
+    except BaseException:
+        remove_created_folders(created)
+        raise
+
+
+def _fetch_into(url: str, dest: pathlib.Path, sha256: str | None, progress: bool) -> pathlib.Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = pathlib.Path(tmp_name)
     try:
@@ -91,7 +218,7 @@ def fetch(
         if sha256 is not None:
             actual = sha256_of(tmp)
             if actual != sha256:
-                raise ValueError(
+                raise DataIntegrityError(
                     f"Checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. "
                     "The file was discarded; try again or check the source."
                 )

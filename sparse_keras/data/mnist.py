@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from sparse_keras import _embedded
-from sparse_keras.data.download import DataNotFoundError, data_root, fetch
+from sparse_keras.data.download import DataNotFoundError, data_root, fetch, verify_file
 
 MEAN = 0.1307
 STD = 0.3081
@@ -37,6 +37,14 @@ SHA256 = {
     "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+# The decompressed IDX files, which `load_arrays` reads as well (the widely published
+# digests of the official files).
+SHA256_DECOMPRESSED = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 SPLITS = ("train", "validation", "test")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -87,10 +95,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     )
 
 
-def _ensure_file(root: pathlib.Path, name: str, download: bool, base_urls) -> pathlib.Path:
+def _ensure_file(
+    root: pathlib.Path, name: str, download: bool, base_urls, verify: bool | None = None
+) -> pathlib.Path:
     for candidate in (root / name, root / name.removesuffix(".gz")):
         if candidate.exists():
-            return candidate
+            # A file on disk may be altered or corrupt yet still parse: a changed pixel
+            # file once gave 38% accuracy without a word. Checked once, then cached.
+            expected = {**SHA256, **SHA256_DECOMPRESSED}[candidate.name]
+            return verify_file(candidate, expected, verify, what="MNIST file")
     if not download:
         raise DataNotFoundError(
             f"MNIST file {name} not found in {root}. Put the four original IDX files there, set "
@@ -116,6 +129,7 @@ def load_arrays(
     download: bool = True,
     validation_size: int = 0,
     base_urls: tuple[str, ...] = BASE_URLS,
+    verify: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MNIST as NumPy arrays: uint8 images `[N, 28, 28]` and int32 labels `[N]`.
 
@@ -128,6 +142,15 @@ def load_arrays(
         download: Download missing files from the official mirrors (verified).
         validation_size: Training images held out for validation (0 = none).
         base_urls: Mirrors to download from, tried in order.
+        verify: Check files already on disk against the official sha256 (once per
+            file version: see `sparse_keras.data.download.verify_file`). False skips
+            it, for files altered on purpose; None (default) follows
+            `$SPARSE_KERAS_VERIFY_DATA` (on unless "0"). Downloads are always checked.
+
+    Raises:
+        DataNotFoundError: if a file is missing and cannot be downloaded.
+        DataIntegrityError: (a ValueError) if a file on disk is not the official one.
+        ValueError: on a bad split or validation size, or unreadable files.
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown MNIST split {split!r}; expected one of {SPLITS}.")
@@ -140,8 +163,9 @@ def load_arrays(
     root = data_root(data_dir, "mnist")
     image_file, label_file = FILES["test" if split == "test" else "train"]
     try:
-        images = read_idx(_ensure_file(root, image_file, download, base_urls))
-        labels = read_idx(_ensure_file(root, label_file, download, base_urls)).astype(np.int32)
+        images = read_idx(_ensure_file(root, image_file, download, base_urls, verify))
+        labels = read_idx(_ensure_file(root, label_file, download, base_urls, verify))
+        labels = labels.astype(np.int32)
     except DataNotFoundError:
         if split != "test" or data_dir is not None:
             raise
@@ -176,6 +200,7 @@ def load(
     seed: int = 0,
     validation_size: int = 0,
     download: bool = True,
+    verify: bool | None = None,
 ) -> tf.data.Dataset:
     """MNIST as a `tf.data.Dataset` of `(image, label)`.
 
@@ -190,12 +215,13 @@ def load(
         seed: Shuffle seed.
         validation_size: Training images held out as the "validation" split.
         download: Download missing files.
+        verify: Check the files' sha256 (see `load_arrays`).
 
     Returns:
         Dataset of float32 images `[28, 28, 1]` (batched: `[B, 28, 28, 1]`) and int32
         labels.
     """
-    images, labels = load_arrays(split, data_dir, download, validation_size)
+    images, labels = load_arrays(split, data_dir, download, validation_size, verify=verify)
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
     if shuffle if shuffle is not None else split == "train":
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)

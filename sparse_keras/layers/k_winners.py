@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 import tensorflow as tf
@@ -18,6 +19,14 @@ from sparse_keras.layers import winner_selection
 # (`_sum_over_replicas`). "sum" would multiply the new value by the number of replicas;
 # "mean" and "only_first_replica" would add a reduction or broadcast per variable and step.
 _STATE = {"dtype": "float32", "autocast": False}
+
+# The largest boost strength accepted. Boost factors are exp(beta * (k/n - d)) with
+# k/n - d in [-1, 1], so they stay within exp(+-20) ~ 4.9e8^(+-1): the boosted
+# activity b * y stays finite in float32 for any |y| < 6.9e29, and a unit whose
+# duty cycle is 0 still differs from one at 1 by a finite factor. Beyond ~88,
+# exp(beta) overflows float32 to inf; inf * 0 is NaN and winners are then chosen by
+# position. The paper uses 1.0-1.5.
+MAX_BOOST_STRENGTH = 20.0
 
 
 @keras.saving.register_keras_serializable(package="sparse_keras")
@@ -63,6 +72,13 @@ class KWinners(keras.layers.Layer):
 
     If `k >= n` the layer is a plain ReLU (the paper's "100%" rows).
 
+    An input holding NaN or Inf (a diverged network, or bad data) raises
+    `tf.errors.InvalidArgumentError` naming the layer, in eager and graph mode, in
+    training and at inference: top-k over NaN values would otherwise return NaN
+    "winners" chosen by position. Under XLA (`jit_compile=True`) TensorFlow compiles
+    this check away, so there a NaN input gives NaN outputs (and a NaN loss, which
+    `keras.callbacks.TerminateOnNaN` stops on).
+
     On a machine without GPU or TPU, float32 training calls find their winners with
     a CPU kernel instead of `tf.math.top_k` (the same winners, several times faster;
     see `sparse_keras.layers.winner_selection`); inference always uses `top_k`.
@@ -71,7 +87,9 @@ class KWinners(keras.layers.Layer):
         k: Number of winners per sample during training, a positive integer.
         k_inference_factor: Winners at inference are `round(k * k_inference_factor)`,
             capped at `n`. At least 1. Default 1.5 (the paper's).
-        boost_strength: Initial boost strength `beta >= 0`; 0 disables boosting.
+        boost_strength: Initial boost strength, `0 <= beta <= MAX_BOOST_STRENGTH`
+            (20: larger values overflow the boost factors `exp(beta * (k/n - d))` in
+            float32 for ordinary activations); 0 disables boosting.
         boost_strength_factor: Factor in (0, 1] by which `BoostDecay` multiplies the
             boost strength after every epoch, if the callback is not given its own.
         duty_cycle_period: Length (in samples) of the duty-cycle running average.
@@ -107,6 +125,12 @@ class KWinners(keras.layers.Layer):
         self.initial_boost_strength = validation.number_at_least(
             "boost_strength", boost_strength, 0.0
         )
+        if self.initial_boost_strength > MAX_BOOST_STRENGTH:
+            raise ValueError(
+                f"boost_strength must be <= {MAX_BOOST_STRENGTH} (larger values overflow the "
+                f"boost factors exp(boost_strength * (k/n - duty_cycle)) in float32), got "
+                f"{boost_strength!r}. The paper uses 1.0-1.5."
+            )
         self.boost_strength_factor = validation.fraction(
             "boost_strength_factor", boost_strength_factor
         )
@@ -160,6 +184,16 @@ class KWinners(keras.layers.Layer):
         return tf.exp(self.boost_strength * (self.target_density - self.duty_cycles))
 
     def call(self, inputs, training=None):
+        if not inputs.dtype.is_floating:
+            raise TypeError(
+                f"KWinners layer {self.name!r} expects float inputs (activations), got dtype "
+                f"{inputs.dtype.name}. Cast them, e.g. keras.ops.cast(x, 'float32')."
+            )
+        inputs = tf.debugging.check_numerics(
+            inputs,
+            f"KWinners layer {self.name!r} got NaN or Inf inputs (a diverged network, e.g. "
+            "too high a learning rate, or non-finite data); it cannot choose winners among them",
+        )
         if self.is_relu:
             return tf.nn.relu(inputs)
         training = bool(training) and self.trainable
@@ -227,8 +261,32 @@ class KWinners(keras.layers.Layer):
         Args:
             count: Float tensor of shape `duty_cycles.shape`: per unit, the number of
                 samples of the batch in which it won (conv: divided by height * width).
-            batch_size: Number of samples the counts were taken over.
+            batch_size: Number of samples the counts were taken over, `>= 0` (a
+                Python number is checked at once, a tensor when the graph runs).
+
+        Raises:
+            ValueError: if `batch_size` is a negative or non-finite Python number, or
+                `count` has another shape than `duty_cycles`.
+            tf.errors.InvalidArgumentError: if a tensor `batch_size` is negative.
         """
+        is_number = isinstance(batch_size, numbers.Real)
+        if isinstance(batch_size, bool) or (is_number and not 0 <= batch_size < math.inf):
+            raise ValueError(f"batch_size must be a number of samples >= 0, got {batch_size!r}.")
+        count_shape = getattr(count, "shape", None)
+        if count_shape is not None and tuple(count_shape) != tuple(self.duty_cycles.shape):
+            raise ValueError(
+                f"count must have the duty cycles' shape {tuple(self.duty_cycles.shape)}, got "
+                f"{tuple(count_shape)}."
+            )
+        batch_size = tf.cast(batch_size, "float32")
+        if not is_number:
+            check = tf.debugging.assert_greater_equal(
+                batch_size,
+                0.0,
+                message=f"KWinners {self.name!r}: update_duty_cycles needs batch_size >= 0",
+            )
+            with tf.control_dependencies([check] if check is not None else []):
+                batch_size = tf.identity(batch_size)
         samples = self.samples_seen + batch_size
         # At least 1: an empty first batch must leave the duty cycles alone, not 0 / 0.
         period = tf.maximum(tf.minimum(float(self.duty_cycle_period), samples), 1.0)

@@ -88,8 +88,10 @@ class _FixedMaskMixin:
 
     def _init_mask(self, density, seed, kwargs):
         self.density = validation.fraction("density", density)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}.")
         self.seed = None if seed is None else int(seed)
         if kwargs.get("kernel_initializer") is None:
             kwargs["kernel_initializer"] = torch_default_initializer()
@@ -125,15 +127,54 @@ class _FixedMaskMixin:
             store["kernel_mask"] = self.kernel_mask
 
     def load_own_variables(self, store):
-        if self.kernel_mask is not None:
+        if self.kernel_mask is None:
+            if "kernel_mask" in store:
+                saved = np.asarray(store["kernel_mask"])
+                raise ValueError(
+                    f"Layer {self.name!r} is dense (density 1.0) but the saved weights hold a "
+                    f"kernel_mask of density {saved.mean():.4g}: they come from a sparse layer. "
+                    "Build the layer with the density it was saved with."
+                )
+        else:
             if "kernel_mask" not in store:
                 raise ValueError(
                     f"Layer {self.name!r} has a sparse kernel (density {self.density}) but the saved "
                     "weights hold no kernel_mask: they come from a dense layer or another network."
                 )
+            mask = np.asarray(store["kernel_mask"])
+            self._check_saved_mask(mask)
             # Restore the mask first: assigning the kernel does not re-apply the constraint.
-            self.kernel_mask.assign(store["kernel_mask"])
+            self.kernel_mask.assign(mask)
         super().load_own_variables(store)
+
+    def _check_saved_mask(self, mask: np.ndarray) -> None:
+        """Refuses a saved mask the layer's own `density` could not have made.
+
+        Loading it anyway would leave `density` (and `get_config`, the model card's
+        numbers, the multiply accounting) disagreeing with the weights actually used.
+        """
+        shape = tuple(self.kernel_mask.shape)
+        if mask.shape != shape:
+            raise ValueError(
+                f"Layer {self.name!r}: the saved kernel_mask has shape {mask.shape}, expected "
+                f"{shape} (the layer's kernel shape)."
+            )
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(
+                f"Layer {self.name!r}: the saved kernel_mask must hold only 0 and 1, got values "
+                f"{np.unique(mask)[:5].tolist()}..."
+            )
+        fan_in = int(np.prod(shape[:-1]))
+        expected = max(1, round(self.density * fan_in))
+        kept = mask.reshape(fan_in, shape[-1]).sum(axis=0)
+        if not np.all(kept == expected):
+            raise ValueError(
+                f"Layer {self.name!r} has density {self.density} (keeps {expected} of {fan_in} "
+                f"weights per output unit), but the saved kernel_mask keeps "
+                f"{int(kept.min())}..{int(kept.max())} (density {kept.mean() / fan_in:.4g}): "
+                "the weights come from a layer of another density. Build the layer with the "
+                "density it was saved with."
+            )
 
     def _mask_config(self, config):
         config["kernel_constraint"] = keras.constraints.serialize(self.user_kernel_constraint)
