@@ -722,3 +722,127 @@ def test_committed_zoo_folders_match_the_registry_and_results(folder):
     assert metrics["noise_accuracy"] == result["noise"]["accuracies"]
     assert entry["metrics"]["clean_accuracy"] == result["clean_accuracy"]
     assert entry["metrics"]["noise_score"] == result["noise_score"]
+
+
+@pytest.mark.parametrize(
+    "folder", _checkout_folders() or [None], ids=lambda p: p.name if p else "none"
+)
+def test_committed_zoo_weights_reproduce_their_clean_accuracy(folder, data_dir):
+    """The weights themselves, run on the real test set, give the accuracy the card claims.
+
+    (The test above compares the files' numbers with each other; this one runs the model.)
+    """
+    from sparse_keras import robustness
+
+    if folder is None:
+        pytest.skip("no zoo/<name>/ folders committed yet")
+    config = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    model = artifacts.model_from_config(config)
+    model.load_weights(folder / "model.weights.h5")
+    report = robustness.evaluate(
+        model, metrics["dataset"], (0.0,), data_dir=data_dir / metrics["dataset"], progress=False
+    )
+    (correct,) = report.correct
+    # Within one test example: the features of a clip or image may round differently
+    # from those of the run that measured it (another batch size, another library build).
+    assert abs(correct - metrics["clean_accuracy"] * report.test_size) <= 1, (
+        f"{folder.name}: {correct} of {report.test_size} correct, the card claims "
+        f"{metrics['clean_accuracy']:.4%}"
+    )
+
+
+# ----------------------------------------------------------------------------- the publish runbook
+
+
+class LocalHubApi:
+    """`huggingface_hub.HfApi` for the local hub: an upload becomes a git commit there.
+
+    olah is a read-only mirror, so the stand-in does what the Hub does on
+    `upload_folder`: one new commit holding the folder's files, whose id it returns.
+    """
+
+    hub: hf_server.LocalHub | None = None
+
+    def __init__(self, endpoint=None, token=None):
+        assert endpoint == self.hub.endpoint and token is None  # HfApi reads HF_TOKEN itself
+
+    def create_repo(self, repo_id, repo_type="model", private=False, exist_ok=False):
+        assert repo_type == "model" and exist_ok
+
+    def upload_folder(self, repo_id, repo_type, folder_path, commit_message):
+        folder, repo = pathlib.Path(folder_path), self.hub.repo_path(repo_id)
+        files = {f.name: f.read_bytes() for f in folder.iterdir()}
+        if not repo.exists():
+            commit = self.hub.add_repo(repo_id, folder)
+        elif all((repo / n).is_file() and (repo / n).read_bytes() == d for n, d in files.items()):
+            # As the Hub does: no empty commit; the current head is returned.
+            commit = hf_server._git(repo, "rev-parse", "HEAD")
+        else:
+            commit = self.hub.commit(repo_id, files, commit_message)
+        return type("CommitInfo", (), {"oid": commit})()
+
+
+def _runbook_commands() -> list[list[str]]:
+    """The `python -m training.publish ...` lines of docs/zoo.md's runbook, as argv lists."""
+    import shlex
+
+    text = (REPO / "docs" / "zoo.md").read_text()
+    block = text.split("## Making and publishing a model", 1)[1].split("```bash", 1)[1]
+    block = block.split("```", 1)[0]
+    commands = []
+    for line in block.splitlines():
+        words = shlex.split(line.split("#", 1)[0])
+        if "training.publish" in words:
+            commands.append(words[words.index("training.publish") + 1 :])
+    return commands
+
+
+def test_publish_runbook_end_to_end(local_hub, env, tmp_path, monkeypatch, capsys):
+    """docs/zoo.md's commands, run as written: package, check, publish, then `load` pins."""
+    import huggingface_hub
+
+    from training import publish
+
+    commands = _runbook_commands()
+    assert [c[0] for c in commands] == ["package", "check", "publish"], commands
+    name = commands[0][commands[0].index("--recipe") + 1]
+    model = hf_server.make_training_run(tmp_path / "train", recipe=name)
+    registry = hf_server.empty_registry(tmp_path / "registry.json")
+    env.setenv(zoo_registry.REGISTRY_ENV, str(registry))
+    env.setenv(zoo_registry.ZOO_DIR_ENV, str(tmp_path / "zoo"))
+    env.setenv("HF_ENDPOINT", local_hub.endpoint)
+    env.setenv("HF_TOKEN", "hf_test")
+    LocalHubApi.hub = local_hub
+    monkeypatch.setattr(huggingface_hub, "HfApi", LocalHubApi)
+    # Only the training folders differ from a checkout (they default to training/).
+    extra = {
+        "package": [
+            "--runs-dir",
+            str(tmp_path / "train" / "runs"),
+            "--results-dir",
+            str(tmp_path / "train" / "results"),
+        ]
+    }
+    for argv in commands:
+        assert publish.main([*argv, *extra.get(argv[0], [])]) == 0, capsys.readouterr()
+
+    entry = zoo_registry.get_entry(name, registry)
+    repo = local_hub.repo_path(entry["repo_id"])
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert entry["revision"] == head.stdout.strip()  # pinned to the uploaded commit
+    assert f"commit {entry['revision']}" in capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        loaded = zoo.load(name)  # from the Hub at the pinned revision, no fallback
+    assert not fallback_warnings(record)
+    x = np.random.default_rng(0).normal(size=(4, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    snapshot = cache_file(tmp_path, entry["repo_id"], entry["revision"], "model.weights.h5")
+    assert snapshot.is_symlink()
+
+    # Publishing again without changes moves nothing: no new commit, the same pin.
+    assert publish.main(commands[2]) == 0
+    assert zoo_registry.get_entry(name, registry)["revision"] == entry["revision"]
