@@ -35,7 +35,13 @@ def _launched_as_command() -> bool:
     # answer; each command imports what it needs itself.
     argv = getattr(_sys, "argv", None) or [""]
     name = _os.path.basename(str(argv[0])).lower()
-    return name in {"sparse-keras", "sparse-keras.exe", "sparse-keras-script.py"}
+    if name in {"sparse-keras", "sparse-keras.exe", "sparse-keras-script.py"}:
+        return True
+    original = list(getattr(_sys, "orig_argv", ()))  # `python -m sparse_keras.cli ...`
+    return any(
+        flag == "-m" and module == "sparse_keras.cli"
+        for flag, module in zip(original, original[1:], strict=False)
+    )
 
 
 if not _launched_as_command():

@@ -266,3 +266,27 @@ def test_a_normal_evaluate_prints_no_tensorflow_log_line(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "noise score:" in out.stdout
     assert out.stderr == "", out.stderr[-3000:]
+
+
+def test_python_dash_m_is_the_same_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "sparse_keras.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env=_subprocess_env(),
+        timeout=120,
+    )
+    assert out.returncode == 0 and "usage: sparse-keras" in out.stdout, out.stderr
+    assert out.stderr == ""
+
+
+def test_importing_the_package_still_registers_the_layers():
+    """Only the command defers the layer imports; `import sparse_keras` registers them."""
+    code = (
+        "import sparse_keras, keras\n"
+        "print(keras.saving.get_registered_object('sparse_keras>KWinners') is not None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_subprocess_env()
+    )
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
