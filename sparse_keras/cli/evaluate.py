@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 
 # The same values as `sparse_keras.robustness.DEFAULT_NOISE_LEVELS` (a test checks):
 # written here so that `--help` does not import TensorFlow to show them. The dataset
@@ -109,12 +108,13 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Runs `sparse-keras evaluate` with parsed arguments; returns the exit status."""
     levels = parse_levels(args.levels)
-    for option in ("json", "plot"):
-        target = getattr(args, option)
-        if target and pathlib.Path(target).is_dir():
-            raise IsADirectoryError(f"--{option} {target!r} is a folder; expected a file path.")
     from sparse_keras import robustness
     from sparse_keras.cli.resolve import resolve_model
+
+    # A mistyped output path fails now, not after minutes of evaluation.
+    for option in ("json", "plot"):
+        if getattr(args, option):
+            robustness.check_output_path(getattr(args, option), f"--{option} path")
 
     for option in ("json", "plot"):
         if getattr(args, option):
