@@ -1,6 +1,7 @@
 """Throughput of the augmented GSC training pipeline, in clips per second.
 
     python benchmarks/gsc_pipeline.py [--data-dir DIR] [--batch-size 64] [--seconds 20]
+        [--train-steps 30]
 
 Times `gsc.load("train", augment=True, class_balanced=True)` (WAV decoding, the four
 augmentations, STFT, mel, dB) repeated over the training split, after a few warm-up
@@ -103,6 +104,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-balance", action="store_true")
+    parser.add_argument(
+        "--train-steps", type=int, default=30, help="timed training steps of the model"
+    )
     args = parser.parse_args(argv)
     data_dir = args.data_dir or default_tree()
     result = measure_pipeline(
@@ -119,7 +123,7 @@ def main(argv=None) -> None:
         f"{os.cpu_count()} CPUs)"
     )
     # The recipe trains at batch 16: the pipeline must deliver clips faster than this.
-    step_rate = measure_training_step(batch_size=16)
+    step_rate = measure_training_step(batch_size=16, steps=args.train_steps)
     print(f"GSC Sparse CNN-2 training step (batch 16): {step_rate:.0f} clips/s")
     print(f"pipeline / training ratio: {result['clips_per_second'] / step_rate:.1f} (must be > 1)")
 

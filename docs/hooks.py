@@ -10,6 +10,8 @@ Markdown still reads well on GitHub):
   `training/results/table1.md`.
 - `<!-- generated: table2 -->`: Table 2 (GSC) and its FSDD stand-in from the same results
   folders, next to the paper's numbers (`sparse_keras.zoo.card.PAPER_RESULTS`).
+- `<!-- generated: train-step -->`: every run recorded in `benchmarks/results/train_step.md`
+  by `python benchmarks/train_step.py --out ...`.
 
 An unknown marker fails the build. Pages that other work is still writing
 (`OPTIONAL_PAGES`) are dropped from the navigation while their file is missing; any
@@ -30,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "sparse_keras" / "zoo" / "registry.json"
 ZOO_DIR = ROOT / "zoo"
 RESULTS_DIR = ROOT / "training" / "results"
+TRAIN_STEP_RESULTS = ROOT / "benchmarks" / "results" / "train_step.md"
 # The files `sparse_keras.zoo.load` downloads (`registry.LOAD_FILES`).
 LOAD_FILES = ("config.json", "model.weights.h5")
 # Pages being written elsewhere: listed in the nav once their file exists.
@@ -261,6 +264,46 @@ def training_times_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- benchmarks
+
+TRAIN_STEP_RUN = re.compile(r"^## (?P<date>\d{4}-\d\d-\d\d \d\d:\d\d) `(?P<command>[^`]*)`$")
+TRAIN_STEP_LINE = re.compile(
+    r"^\s+(?P<network>sparse \(kernel\)|sparse \(top_k\)|dense ReLU)\s+(?P<ms>[\d.]+) ms/step"
+    r"\s+ratio to dense (?P<ratio>[\d.]+)$"
+)
+
+
+def train_step_runs(path: pathlib.Path = TRAIN_STEP_RESULTS) -> list[dict]:
+    """The runs recorded by `benchmarks/train_step.py --out`: date, command, ms and ratios."""
+    runs: list[dict] = []
+    for line in path.read_text().splitlines():
+        if match := TRAIN_STEP_RUN.match(line):
+            runs.append({**match.groupdict(), "ms": {}, "ratio": {}})
+        elif (match := TRAIN_STEP_LINE.match(line)) and runs:
+            runs[-1]["ms"][match["network"]] = float(match["ms"])
+            runs[-1]["ratio"][match["network"]] = float(match["ratio"])
+    if not runs or any(len(run["ms"]) != 3 for run in runs):
+        raise ValueError(f"{path}: no complete train-step runs found")
+    return runs
+
+
+def train_step_markdown() -> str:
+    """One row per recorded train-step run: ms per step and the ratio to the dense network."""
+    lines = [
+        "| run | Sparse CNN-2, CPU kernel: ms | ratio | Sparse CNN-2, `top_k`: ms | ratio "
+        "| dense ReLU: ms |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for run in train_step_runs():
+        ms, ratio = run["ms"], run["ratio"]
+        lines.append(
+            f"| {run['date']} | {ms['sparse (kernel)']:.2f} | **{ratio['sparse (kernel)']:.2f}** "
+            f"| {ms['sparse (top_k)']:.2f} | {ratio['sparse (top_k)']:.2f} "
+            f"| {ms['dense ReLU']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- API reference
 
 
@@ -310,6 +353,7 @@ GENERATORS = {
     "table2": table2_markdown,
     "table3": table3_markdown,
     "training-times": training_times_markdown,
+    "train-step": train_step_markdown,
     "api-rest": api_rest_markdown,
     "audio-facts": audio_facts_markdown,
 }

@@ -231,11 +231,54 @@ def test_sparse_path_matches_keras_on_gsc_like_inputs(name):
     x = rng.uniform(-80.0, 0.0, (200, 32, 32, 1)).astype(np.float32)
     keras.utils.set_random_seed(0)
     model = simulate_trained_state(models.build(name, seed=0), x, seed=0)
-    result = compare_with_keras(model, sparse_inference(model), x)
+    fast = sparse_inference(model)
+    result = compare_with_keras(model, fast, x)
     assert len(result["differing"]) <= 4  # <= 2% of samples
     assert result["explained"].all()
     assert result["max_diff_others"] <= 1e-4
     assert result["same_class"] >= 0.98
+    # The same verdict computed here, without compare_with_keras: Keras on the same
+    # batch of 200, the sparse path, and their largest difference per sample.
+    reference = np.asarray(model(x, training=False))
+    got = fast(x)
+    diff = np.abs(reference - got).max(axis=1)
+    np.testing.assert_array_equal(result["differing"], np.flatnonzero(diff > 1e-4))
+    assert np.delete(diff, result["differing"]).max() <= 1e-4
+    assert np.mean(reference.argmax(1) == got.argmax(1)) >= 0.98
+    assert result["max_diff"] == pytest.approx(diff.max(), rel=1e-6, abs=1e-9)
+
+
+@needs_numba
+def test_compare_with_keras_reports_a_real_mismatch(mnist_images):
+    # compare_with_keras must say "mismatch" when the sparse path is wrong, not only
+    # "equal" when it is right: break a compiled path in two ways and check the verdict.
+    x = mnist_images[:40]
+    keras.utils.set_random_seed(3)
+    model = simulate_trained_state(models.build("mnist_sparse_cnn2", seed=3), x, seed=3)
+    fast = sparse_inference(model)
+    baseline = compare_with_keras(model, fast, x)
+    assert len(baseline["differing"]) <= 1 and baseline["explained"].all()
+
+    # 1. A wrong output bias: every sample off by 0.01 with the same winners everywhere,
+    #    which no rounding swap explains.
+    logits = fast.stages[-1]
+    bias = logits.bias
+    logits.bias = (bias + np.float32(0.01)).astype(np.float32)
+    result = compare_with_keras(model, fast, x)
+    assert len(result["differing"]) == len(x) and not result["explained"].any()
+    assert result["max_diff"] == pytest.approx(0.01, rel=1e-3)
+    logits.bias = bias
+
+    # 2. Wrong boost factors in the first k-winners layer: other winners, far outside
+    #    rounding.
+    kwinners = next(stage for stage in fast.stages if hasattr(stage, "boost"))
+    boost = kwinners.boost
+    kwinners.boost = np.random.default_rng(0).uniform(0.5, 2.0, boost.shape).astype(np.float32)
+    result = compare_with_keras(model, fast, x)
+    assert len(result["differing"]) > len(x) // 2
+    assert not result["explained"].any()
+    kwinners.boost = boost
+    assert len(compare_with_keras(model, fast, x)["differing"]) == len(baseline["differing"])
 
 
 @needs_numba
@@ -302,6 +345,14 @@ def test_sparse_path_matches_keras_on_the_full_mnist_test_set(seed, mnist_images
     fast = sparse_inference(model)
     result = compare_with_keras(model, fast, mnist_images, batch_size=500)
     assert result["same_class"] == 1.0
+    # Independently of compare_with_keras: the same batches of 500 through both paths.
+    diff = np.concatenate(
+        [
+            np.abs(np.asarray(model(batch, training=False)) - fast(batch)).max(axis=1)
+            for batch in np.array_split(mnist_images, len(mnist_images) // 500)
+        ]
+    )
+    np.testing.assert_array_equal(result["differing"], np.flatnonzero(diff > 1e-4))
     assert result["max_diff_others"] <= 1e-4
     # A few images have a k-winners threshold decided by a few ulps, and TensorFlow's
     # own logits for them change by 0.01-0.03 between batch 1 and batch 500 (oneDNN's

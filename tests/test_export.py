@@ -110,6 +110,7 @@ def mnist_export(data_dir, mnist_test, tmp_path_factory):
         "export_dir": export_dir,
         "reference": reference,
         "training_mode": training_mode,
+        "data_dir": data_dir,
     }
 
 
@@ -419,17 +420,153 @@ def test_grpc_predict_request_gives_keras_answer(mnist_export, mnist_test):
     np.testing.assert_array_equal(names, class_ids.astype(str))
 
 
-def test_rest_json_body_gives_keras_answer(mnist_export, mnist_test):
-    """The REST API's "instances" rows, as docs/serving.md sends them."""
-    images = mnist_test[0][:3]
-    body = json.dumps({"signature_name": "serving_default", "instances": images.tolist()})
-    request = json.loads(body)
-    signature = tf.saved_model.load(str(mnist_export["dir"])).signatures[request["signature_name"]]
-    # The server converts the rows to the signature's dtype.
-    result = signature(images=tf.constant(np.array(request["instances"], np.uint8)))
-    np.testing.assert_array_equal(
-        result["class_ids"].numpy(), mnist_export["reference"][:3].argmax(axis=1)
+class RestPredictServer:
+    """TF Serving's REST predict API for one SavedModel, on 127.0.0.1 (no Docker here).
+
+    `POST /v1/models/<name>:predict` with the JSON of the REST API reference: the row
+    format (`"instances"`: one entry per example, a dict per example when the signature
+    has several inputs) or the columnar one (`"inputs"`: a value, or a dict by input
+    name). As the model server does, each input is converted to its signature's dtype
+    and shape, a request that does not fit is answered with status 400 and an
+    `"error"`, and the answer is `{"predictions": [...]}` (one dict of named outputs per
+    example) or `{"outputs": {...}}`, with string tensors as UTF-8 text.
+    """
+
+    def __init__(self, saved_model_dir, model_name: str):
+        import http.server
+        import threading
+
+        loaded = tf.saved_model.load(str(saved_model_dir))
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the http.server hook's name)
+                status, answer = server.predict(
+                    self.path, self.rfile.read(int(self.headers["Content-Length"]))
+                )
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.loaded, self.model_name = loaded, model_name
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def predict(self, path: str, body: bytes) -> tuple[int, dict]:
+        if path != f"/v1/models/{self.model_name}:predict":
+            return 404, {"error": f"Servable not found for request: {path}"}
+        try:
+            request = json.loads(body)
+            signature = self.loaded.signatures[request.get("signature_name", "serving_default")]
+            specs = signature.structured_input_signature[1]
+            row = "instances" in request
+            values = request["instances"] if row else request["inputs"]
+            if len(specs) == 1 and not (isinstance(values, dict) and set(values) == set(specs)):
+                values = {next(iter(specs)): values}
+            elif row:  # one dict per example: gather each input's rows
+                values = {name: [instance[name] for instance in values] for name in specs}
+            tensors = {}
+            for name, spec in specs.items():
+                array = np.asarray(values[name])
+                # JSON numbers: integers for an integer input (within its range), any
+                # number for a float input.
+                kinds = (
+                    "iu" if spec.dtype.is_integer else "iuf" if spec.dtype.is_floating else "USO"
+                )
+                if array.dtype.kind not in kinds or (
+                    spec.dtype.is_integer
+                    and (array.min() < spec.dtype.min or array.max() > spec.dtype.max)
+                ):
+                    raise ValueError(f"{name}: {array.dtype} values do not fit {spec.dtype.name}")
+                tensor = tf.constant(array, spec.dtype)
+                if not spec.shape.is_compatible_with(tensor.shape):
+                    raise ValueError(f"{name}: shape {tensor.shape} does not match {spec.shape}")
+                tensors[name] = tensor  # (the graph checks the shape it needs)
+            outputs = {
+                name: (
+                    np.char.decode(value.numpy().astype(bytes), "utf-8")
+                    if value.dtype == tf.string
+                    else value.numpy()
+                ).tolist()
+                for name, value in signature(**tensors).items()
+            }
+        except (KeyError, TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
+            # The model server answers a request it cannot run with 400 and the reason
+            # (a shape check inside the graph raises InvalidArgumentError).
+            return 400, {"error": getattr(err, "message", None) or str(err)}
+        if not row:
+            return 200, {"outputs": outputs}
+        count = len(next(iter(outputs.values())))
+        return 200, {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(count)]}
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def test_rest_predict_requests_give_the_keras_answer(mnist_export, mnist_test, monkeypatch):
+    """JSON predict requests over HTTP, in both REST formats, against the exported model."""
+    images = mnist_test[0][:3]
+    reference = mnist_export["reference"][:3]
+    with RestPredictServer(mnist_export["dir"], "mnist_sparse_cnn2") as server:
+        url = f"{server.url}/v1/models/mnist_sparse_cnn2:predict"
+        status, answer = _post(
+            url, {"signature_name": "serving_default", "instances": images.tolist()}
+        )
+        assert status == 200, answer
+        rows = answer["predictions"]
+        assert len(rows) == 3
+        probabilities = np.array([row["probabilities"] for row in rows])
+        assert np.abs(probabilities - reference).max() <= TOLERANCE
+        assert [row["class_ids"] for row in rows] == reference.argmax(axis=1).tolist()
+        assert [row["class_names"] for row in rows] == [str(c) for c in reference.argmax(1)]
+
+        status, answer = _post(url, {"inputs": {"images": images.tolist()}})
+        assert status == 200, answer
+        assert np.abs(np.array(answer["outputs"]["probabilities"]) - reference).max() <= TOLERANCE
+
+        # What the server refuses: a wrong image size, pixels outside uint8, a wrong path.
+        status, answer = _post(url, {"instances": images[:, :27, :27].tolist()})
+        assert status == 400 and "28" in answer["error"], answer
+        status, answer = _post(url, {"instances": (images.astype(int) + 300).tolist()})
+        assert status == 400 and "do not fit uint8" in answer["error"]
+        assert _post(f"{server.url}/v1/models/other:predict", {"instances": []})[0] == 404
+
+        # The REST client of docs/serving.md, unchanged but for the server's address.
+        page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+        client = re.search(r"## REST client\n.*?```python\n(.*?)```", page, re.S).group(1)
+        assert "http://localhost:8501" in client
+        monkeypatch.setenv("SPARSE_KERAS_DATA", str(mnist_export["data_dir"]))
+        namespace: dict = {}
+        exec(client.replace("http://localhost:8501", server.url), namespace)
+        assert [p["class_names"] for p in namespace["predictions"]] == [
+            str(c) for c in reference.argmax(1)
+        ]
 
 
 # --------------------------------------------------------------------------- versions and errors

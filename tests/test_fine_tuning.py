@@ -63,6 +63,8 @@ def base_model(pretrained_zoo, monkeypatch, tmp_path):
 
 def fashion_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:
     if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+        # CI names the folder (.ci/run unpacks the Debian package): missing there is an error.
+        assert "FASHION_MNIST_DIR" not in os.environ, f"FASHION_MNIST_DIR={FASHION_MNIST} is empty"
         pytest.skip(
             f"Fashion-MNIST not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)"
         )

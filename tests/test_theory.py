@@ -225,11 +225,50 @@ def test_eq4_estimator_agrees_with_plain_simulation(n, a, scale):
     assert estimate.ci_low <= estimate.probability <= estimate.ci_high
 
 
+def _sum_survival_on_a_grid(b_max: int, reach: float, h: float = 1e-3) -> np.ndarray:
+    """P(Z_1 + ... + Z_b >= reach) for b = 0..b_max, Z = U·V, by repeated convolution.
+
+    Independent of `sparse_keras.theory`: the exact mass of Z in each cell of width h,
+    from its CDF P(0 <= Z <= z) = z(1 - ln z)/2 (and symmetry), convolved b times.
+    Placing each cell's mass at its centre is the only approximation (about 1% here).
+    """
+    edges = np.linspace(0.0, 1.0, round(1 / h) + 1)
+    cdf = np.concatenate([[0.0], edges[1:] * (1 - np.log(edges[1:])) / 2])
+    half = np.diff(cdf)
+    cell = np.concatenate([half[::-1], half])  # cells centred at -1 + h/2, ..., 1 - h/2
+    survival, pmf = np.zeros(b_max + 1), np.array([1.0])
+    for b in range(1, b_max + 1):
+        pmf = np.convolve(pmf, cell)
+        centres = -b + b * h / 2 + h * np.arange(len(pmf))
+        survival[b] = pmf[centres >= reach].sum()
+    return survival
+
+
 def test_eq4_estimator_reaches_tiny_probabilities():
-    estimate = theory.estimate_scalar_match_probability([2000, 5000, 20_000], 24)
+    n = np.array([2000, 5000, 20_000])
+    estimate = theory.estimate_scalar_match_probability(n, 24)
     assert np.all(np.diff(estimate.probability) < 0)
-    assert 1e-12 < estimate.probability[-1] < 1e-10
     assert np.all(estimate.std_error < 0.05 * estimate.probability)
+    # Against an independent computation of the same sum: hypergeometric overlap
+    # probabilities (scipy) times p_b from a numerical convolution (k = 32, S = 1:
+    # a match needs Z_1 + ... + Z_b >= 32/12). Overlaps above 14 add < 1e-20 here.
+    k, reach = 32, 32 / 12
+    p_b = _sum_survival_on_a_grid(14, reach)
+    # The grid reproduces the quadrature of p_3 (test_overlap_match_probabilities_against_quadrature).
+    p3 = integrate.dblquad(
+        lambda z2, z1: (
+            _product_density(z1) * _product_density(z2) * _product_survival(reach - z1 - z2)
+        ),
+        reach - 2,
+        1,
+        lambda z1: reach - 1 - z1,
+        lambda z1: 1.0,
+    )[0]
+    assert p_b[3] == pytest.approx(p3, rel=0.03)
+    for size, got, std_error in zip(n, estimate.probability, estimate.std_error, strict=True):
+        weights = stats.hypergeom.pmf(np.arange(15), size, k, 24)
+        exact = weights @ p_b
+        assert abs(got - exact) <= 3 * std_error + 0.02 * exact, (size, got, exact)
 
 
 def test_scalar_trends_of_figure3():

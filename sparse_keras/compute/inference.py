@@ -629,6 +629,9 @@ def compare_with_keras(
     probe = keras.Model(
         single_input(model), [model.get_layer(s.layers[0]).input for s in stages] + [model.output]
     )
+    # The Keras layers' own boost factors: a swap is judged with the reference's values,
+    # never with the compiled path's copy (which may be the very thing that is wrong).
+    boosts = [_keras_boost(model.get_layer(s.layers[0]), s.boost.size) for s in stages]
     diffs, same, differing, explained = [], 0, [], []
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
@@ -643,7 +646,9 @@ def compare_with_keras(
         for i in np.flatnonzero(diff > atol):
             differing.append(start + i)
             explained.append(
-                _swap_within_rounding(fast, stages, [o[i] for o in outputs[:-1]], batch[i : i + 1])
+                _swap_within_rounding(
+                    fast, stages, boosts, [o[i] for o in outputs[:-1]], batch[i : i + 1]
+                )
             )
     diff = np.concatenate(diffs) if diffs else np.zeros(0)
     others = np.delete(diff, differing)
@@ -657,13 +662,24 @@ def compare_with_keras(
     }
 
 
+def _keras_boost(layer, size: int) -> np.ndarray:
+    """A Keras k-winners layer's boost factor of every flat position."""
+    boost = np.asarray(layer.boost_factors(), np.float32).reshape(-1)
+    return np.tile(boost, size // boost.size)
+
+
 def _swap_within_rounding(
-    fast: SparseInferenceModel, stages: list[_KWinners], reference_inputs: list, x: np.ndarray
+    fast: SparseInferenceModel,
+    stages: list[_KWinners],
+    boosts: list[np.ndarray],
+    reference_inputs: list,
+    x: np.ndarray,
 ) -> bool:
     """For one sample: is the first differing winner set a swap within rounding?
 
     `reference_inputs` are the Keras model's inputs to each k-winners stage for this
-    sample, taken from the batch it was compared in.
+    sample, taken from the batch it was compared in; `boosts` the Keras layers' boost
+    factors. A stage whose boost factors differ from its layer's is a bug, not rounding.
     """
     mine = {}
     h = x
@@ -671,9 +687,11 @@ def _swap_within_rounding(
         if isinstance(stage, _KWinners):
             mine[id(stage)] = np.asarray(_dense(h), np.float32).reshape(-1)
         h = stage(h)
-    for stage, ref_input in zip(stages, reference_inputs, strict=True):
-        ref = np.asarray(ref_input, np.float32).reshape(-1) * stage.boost
-        own = mine[id(stage)] * stage.boost
+    for stage, boost, ref_input in zip(stages, boosts, reference_inputs, strict=True):
+        if not np.allclose(stage.boost, boost, rtol=1e-6, atol=0.0):
+            return False
+        ref = np.asarray(ref_input, np.float32).reshape(-1) * boost
+        own = mine[id(stage)] * boost
         ref_winners = set(np.argsort(-ref, kind="stable")[: stage.k].tolist())
         own_winners = set(np.argsort(-own, kind="stable")[: stage.k].tolist())
         if ref_winners == own_winners:

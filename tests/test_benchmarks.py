@@ -1,0 +1,137 @@
+"""Smoke runs of the six scripts in `benchmarks/`, at toy size.
+
+Each script runs in its own interpreter, as a user runs it (two of them set TensorFlow's
+threads or logical devices, which only a fresh process allows). What is checked is that
+it finishes and prints its result line with a well-formed number (a ratio where the
+script has one), never the timing itself: these runs are far too short to mean anything.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?"
+
+
+def run_script(name: str, *args: str, env: dict | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / name), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", **(env or {})},
+    )
+    assert result.returncode == 0, (
+        f"benchmarks/{name} {' '.join(args)} failed:\n{result.stdout[-3000:]}\n"
+        f"{result.stderr[-3000:]}"
+    )
+    return result.stdout
+
+
+def test_train_step(data_dir, tmp_path):
+    out_file = tmp_path / "report.md"
+    out = run_script(
+        "train_step.py",
+        "--batch-size",
+        "8",
+        "--steps",
+        "5",
+        "--rounds",
+        "1",
+        "--out",
+        str(out_file),
+    )
+    for network in ("sparse \\(kernel\\)", "sparse \\(top_k\\)", "dense ReLU"):
+        assert re.search(rf"{network}\s+{NUMBER} ms/step\s+ratio to dense {NUMBER}", out), out
+    assert re.search(r"dense ReLU .* ratio to dense 1\.00", out), out
+    # --out appends the same report under a dated heading with the command.
+    written = out_file.read_text()
+    assert (
+        written.startswith("## ") and "`python benchmarks/train_step.py --batch-size 8" in written
+    )
+    assert "ratio to dense" in written
+
+
+def test_distributed_scaling():
+    out = run_script("distributed_scaling.py", "--batch-size", "8", "--steps", "1", "--rounds", "1")
+    for network in ("sparse", "dense"):
+        assert re.search(
+            rf"^{network}\s+1 device: .* samples/s .*2 logical devices: .* ratio 2/1: {NUMBER}$",
+            out,
+            re.MULTILINE,
+        ), out
+
+
+def test_gsc_pipeline(data_dir):
+    out = run_script(
+        "gsc_pipeline.py",
+        "--data-dir",
+        str(data_dir / "gsc" / "sample_v0.01"),
+        "--batch-size",
+        "4",
+        "--seconds",
+        "0.5",
+        "--train-steps",
+        "2",
+    )
+    assert re.search(rf"GSC training pipeline \(augmented, batch 4, .*\): {NUMBER} clips/s", out)
+    assert re.search(rf"pipeline / training ratio: {NUMBER} \(must be > 1\)", out), out
+
+
+def test_noise_score(data_dir):
+    out = run_script(
+        "noise_score.py",
+        "--max-examples",
+        "100",
+        "--batch-size",
+        "50",
+        "--data-dir",
+        str(data_dir / "mnist"),
+    )
+    # 11 levels of 100 images: at most 1,100 correct answers, all of them counted.
+    match = re.search(r"noise score \(untrained net\): ([0-9,]+) / 1,100", out)
+    assert match and 0 <= int(match.group(1).replace(",", "")) <= 1100, out
+    assert "(pixel noise + normalisation, 1,100 images)" in out
+    assert re.search(rf"total:\s+{NUMBER} s", out), out
+
+
+def test_theory_sweeps(tmp_path):
+    out = run_script("theory_sweeps.py", "--quick", "--trials", "2000", "--out-dir", str(tmp_path))
+    assert re.search(rf"Fig\. 2 sweep: [1-9][0-9]* points in {NUMBER} s", out), out
+    assert re.search(rf"Fig\. 3 sweeps: [1-9][0-9]* points in {NUMBER} s", out), out
+    assert (tmp_path / "fig2.png").stat().st_size > 0 and (tmp_path / "fig3.png").stat().st_size
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_sparse_inference(data_dir):
+    pytest.importorskip("numba")
+    before = (REPO / "docs" / "performance.md").read_bytes()
+    out = run_script(
+        "sparse_inference.py",
+        "--quick",
+        "--no-write",
+        "--networks",
+        "mnist_sparse_cnn2",
+        "--batches",
+        "1",
+        "--budget",
+        "0.05",
+        env={"SPARSE_KERAS_DATA": str(data_dir)},
+    )
+    # The end-to-end table's row: three latencies, then the speed-ups (median, fastest, CPU)
+    # against Keras and against TFLite.
+    ratio = rf"\*\*{NUMBER}x\*\* \| {NUMBER}x \| {NUMBER}x"
+    assert re.search(
+        rf"^\| mnist_sparse_cnn2 \| 1 \|( {NUMBER} \|){{3}} {ratio} \| {ratio} \| [0-9]+ \|$",
+        out,
+        re.MULTILINE,
+    ), out
+    # --no-write leaves the committed results alone.
+    assert (REPO / "docs" / "performance.md").read_bytes() == before
