@@ -86,7 +86,8 @@ def test_kept_fan_in_initialiser_is_an_option():
     layer.build((None, 400))
     kept = layer.kernel.numpy()[layer.kernel_mask.numpy() == 1]
     bound = 1 / np.sqrt(0.25 * 400)  # twice the full-fan-in bound
-    assert 0.95 * bound < np.abs(kept).max() <= bound
+    # float32 rounds the bound 0.1 up to 0.100000001, which a draw can reach.
+    assert 0.95 * bound < np.abs(kept).max() <= np.float32(bound)
     with pytest.raises(ValueError, match=r"density must be a number in \(0, 1\], got 0"):
         kept_fan_in_initializer(0)
 
