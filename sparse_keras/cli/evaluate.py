@@ -116,10 +116,6 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option):
             robustness.check_output_path(getattr(args, option), f"--{option} path")
 
-    for option in ("json", "plot"):
-        if getattr(args, option):
-            # A missing or read-only folder is found now, not after the whole evaluation.
-            robustness.check_output_path(getattr(args, option), f"--{option} path")
     resolved = resolve_model(args.model)
     report = robustness.evaluate(
         resolved.model,
