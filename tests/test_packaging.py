@@ -186,3 +186,29 @@ def test_wheel_in_a_fresh_venv_evaluates_offline_with_the_cards_numbers(wheel, t
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "offline mode is set" in lines[0], run.stderr[-3000:]
     assert "_embedded/zoo/mnist_sparse_cnn2" in lines[0]
+
+
+def test_shipped_mnist_test_set_is_the_canonical_one():
+    from sparse_keras import _embedded
+    from sparse_keras.data import mnist
+    from sparse_keras.data.download import sha256_of
+
+    for name in _embedded.MNIST_FILES:
+        assert sha256_of(_embedded.MNIST_DIR / name) == mnist.SHA256[name], name
+
+
+def test_mnist_test_split_falls_back_to_the_shipped_copy(tmp_path, monkeypatch):
+    import numpy as np
+
+    from sparse_keras.data import mnist
+    from sparse_keras.data.download import DataNotFoundError
+
+    monkeypatch.setenv("SPARSE_KERAS_DATA", str(tmp_path / "empty"))
+    nowhere = (f"file://{tmp_path}/no-mirror/",)  # every download fails at once
+    images, labels = mnist.load_arrays("test", base_urls=nowhere)
+    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
+    assert list(np.bincount(labels)[:3]) == [980, 1135, 1032]
+    with pytest.raises(DataNotFoundError):  # only the test split is shipped
+        mnist.load_arrays("train", base_urls=nowhere)
+    with pytest.raises(DataNotFoundError):  # an explicit folder stays an error
+        mnist.load_arrays("test", data_dir=tmp_path / "empty", base_urls=nowhere)
