@@ -23,7 +23,6 @@ class Recipe:
         momentum: SGD momentum.
         weight_decay: PyTorch-style (coupled) L2 weight decay, added to the gradient
             before momentum (`sparse_keras.optimizers.CoupledSGD`).
-        boost_decay: Per-epoch boost strength factor (`BoostDecay`).
         model_overrides: `NetworkConfig` fields changed for this recipe.
         validation_size: Training examples held out to pick the best epoch (MNIST: 0,
             the last epoch is kept; GSC/FSDD use their validation split instead).
@@ -43,7 +42,6 @@ class Recipe:
     learning_rate: float
     lr_decay: float
     momentum: float
-    boost_decay: float
     weight_decay: float | None = None
     first_epoch_batch_size: int | None = None
     model_overrides: dict = dataclasses.field(default_factory=dict)

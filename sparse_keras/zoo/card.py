@@ -323,7 +323,7 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     lines += (
         _pruned_training_lines(metrics, pruning)
         if pruning
-        else _recipe_training_lines(metrics, recipe)
+        else _recipe_training_lines(metrics, recipe, network_config.boost_strength_factor)
     )
     lines += [
         "- Versions: "
@@ -417,7 +417,9 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     return f"---\n{card_data(name, config, metrics).to_yaml()}\n---\n\n" + "\n".join(lines)
 
 
-def _recipe_training_lines(metrics: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+def _recipe_training_lines(
+    metrics: dict[str, Any], recipe: dict[str, Any], boost_factor: float
+) -> list[str]:
     return [
         f"- Recipe `{metrics['recipe']}` (`training/recipes/{metrics['recipe']}.py` in sparse_keras: the "
         "hyper-parameters of the authors' released configuration)"
@@ -428,8 +430,21 @@ def _recipe_training_lines(metrics: dict[str, Any], recipe: dict[str, Any]) -> l
                 if recipe.get("first_epoch_batch_size")
                 else ""
             )
-            + f", SGD lr {recipe.get('learning_rate')} × {recipe.get('lr_decay')} per epoch, momentum "
-            f"{recipe.get('momentum')}, boost strength × {recipe.get('boost_decay')} per epoch."
+            + (
+                # Result files of the runner before the fidelity fixes carry the recipe's
+                # own boost_decay; their lr was not stepped before the first epoch.
+                f", SGD lr {recipe.get('learning_rate')} × {recipe.get('lr_decay')} per epoch, momentum "
+                f"{recipe.get('momentum')}, boost strength × {recipe.get('boost_decay')} per epoch."
+                if "boost_decay" in recipe
+                else f", SGD lr {recipe.get('learning_rate')} × {recipe.get('lr_decay')} per epoch "
+                f"(stepped before each epoch, as the released code), momentum {recipe.get('momentum')}"
+                + (
+                    f", coupled weight decay {recipe['weight_decay']}"
+                    if recipe.get("weight_decay")
+                    else ""
+                )
+                + f", boost strength × {boost_factor} after every epoch."
+            )
             if recipe
             else "."
         ),

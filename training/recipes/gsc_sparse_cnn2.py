@@ -17,7 +17,6 @@ RECIPE = Recipe(
     lr_decay=0.9,
     momentum=0.0,
     weight_decay=0.01,
-    boost_decay=0.9,
     select="best_val",
     class_balanced=True,
     augment=True,

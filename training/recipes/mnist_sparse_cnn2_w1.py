@@ -12,5 +12,4 @@ RECIPE = Recipe(
     learning_rate=0.01,
     lr_decay=0.8,
     momentum=0.9,
-    boost_decay=0.85,
 )
