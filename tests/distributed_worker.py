@@ -84,8 +84,9 @@ def replica_spread(model) -> float:
 def fit_global_batches(model, strategy, x, y, batch, feed):
     """One epoch over consecutive global batches of `batch` rows.
 
-    It is epoch 1, so that `BoostDecay` sets every boost strength to `1.5 * 0.5`
-    (an assignment made outside the replicas, which must reach all copies).
+    It is epoch 1, so that `BoostDecay` sets every boost strength to `1.5 * 0.5`, and
+    to `1.5 * 0.5**2` after it (assignments made outside the replicas, which must reach
+    all copies).
     """
     from sparse_keras import BoostDecay
 
