@@ -30,6 +30,8 @@ WEIGHT_TOLERANCE = 1e-5
 # Logits of MNIST Sparse CNN-2 after three steps: weights within 1e-5, summed over
 # hundreds of inputs.
 PREDICTION_TOLERANCE = 1e-4
+# Identical weights, different batch split: logits of order 1 differ in the last bits.
+LOADED_PREDICTION_TOLERANCE = 1e-6
 
 
 def free_ports(count: int) -> list[int]:
@@ -134,7 +136,12 @@ def test_mirrored_steps_match_one_device(runs, feed):
 
 def test_saved_distributed_model_loads_on_one_device(runs):
     saved = load(runs, "small_loaded")
-    np.testing.assert_array_equal(saved["loaded"], saved["distributed"])
+    # The weights must load bit-identical (checked below); predictions only match to
+    # float32 rounding: the distributed model splits each batch over two replicas, so
+    # its matmuls block (and sum) in a different order than one device's.
+    np.testing.assert_allclose(
+        saved["loaded"], saved["distributed"], rtol=0, atol=LOADED_PREDICTION_TOLERANCE
+    )
     mirrored = load(runs, "small_mirrored_global_batches")
     for path, value in load(runs, "small_loaded", "state/").items():
         np.testing.assert_array_equal(value, mirrored[path], err_msg=path)
