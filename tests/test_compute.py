@@ -170,7 +170,7 @@ def test_count_multiplies_rejects_bad_k():
 
 @needs_numba
 def test_kwinners_kernel_picks_top_k_set_with_ties():
-    from sparse_keras.compute import _kernels
+    from sparse_keras import _select
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 500)).astype(np.float32)
@@ -181,7 +181,7 @@ def test_kwinners_kernel_picks_top_k_set_with_ties():
     boost[250:] = 1.5
     idx = np.empty((3, 120), np.int32)
     val = np.empty((3, 120), np.float32)
-    _kernels.kwinners(x, boost, 120, idx, val)
+    _select.kwinners(x, boost, 120, idx, val)
     _, expected = tf.math.top_k(tf.constant(x * boost), k=120, sorted=False)
     np.testing.assert_array_equal(idx, np.sort(expected.numpy(), axis=1))
     np.testing.assert_array_equal(val, np.take_along_axis(x, idx, axis=1))

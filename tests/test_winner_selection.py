@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparse_keras import KWinners, models
-from sparse_keras.compute import _kernels
+from sparse_keras import KWinners, _select, models
 from sparse_keras.layers import set_winner_selection, winner_selection
 
 
@@ -48,7 +47,7 @@ def test_kernel_matches_a_full_sort(positions, channels, k, chunks):
     boost = rng.uniform(0.5, 2.0, channels).astype(np.float32)
     mask = np.full(x.shape, -1.0, np.float32)
     counts = np.full((chunks, channels), -1, np.int32)
-    _kernels.winner_mask(x, boost, k, chunks, mask, counts)
+    _select.winner_mask(x, boost, k, chunks, mask, counts)
     expected = reference_mask(x, boost, k)
     np.testing.assert_array_equal(mask, expected)
     np.testing.assert_array_equal(counts.sum(axis=0), ((expected > 0) & (x > 0)).sum(axis=(0, 1)))
@@ -62,7 +61,7 @@ def test_kernel_is_exact_when_the_previous_sample_misleads_its_guess():
     boost = np.ones(64, np.float32)
     mask = np.empty_like(x)
     counts = np.empty((1, 64), np.int32)
-    _kernels.winner_mask(x, boost, 7, 1, mask, counts)
+    _select.winner_mask(x, boost, 7, 1, mask, counts)
     np.testing.assert_array_equal(mask, reference_mask(x, boost, 7))
 
 

@@ -1,10 +1,10 @@
-"""Numba kernels of the sparse inference path (see `sparse_keras.compute.inference`),
-and the training-time winner selection of `KWinners` on CPU (`winner_mask`).
+"""Numba kernels of the sparse inference path (see `sparse_keras.compute.inference`).
 
 Every kernel works on a whole batch and writes into an output array its caller owns,
 so the Python driver allocates once per stage and the kernels never return arrays.
-The inference kernels release the GIL (`nogil`): the driver runs chunks of a batch in
-threads. `winner_mask` splits its batch over Numba's threads itself.
+The kernels release the GIL (`nogil`): the driver runs chunks of a batch in threads.
+The k-winners selection they work with lives in `sparse_keras._select` (`kwinners`),
+shared with the training-time selection.
 
 Sparse activations travel as `(idx, val)`: `idx[s, j]` the flat (C-order) index of the
 j-th active value of sample `s`, in ascending order, and `val[s, j]` its value.
@@ -18,12 +18,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# `contract` lets LLVM fuse multiply-adds into FMA instructions, as oneDNN does; the
-# other fast-math flags (reassociation, no-NaN assumptions) stay off.
-_JIT = {"nogil": True, "cache": True, "fastmath": {"contract"}}
+from sparse_keras._select import JIT_OPTIONS
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def conv2d_dense_input(x, w, b, pool, relu, out):
     """Valid, stride-1 convolution of a dense input, then max-pooling and ReLU.
 
@@ -84,7 +82,7 @@ def conv2d_dense_input(x, w, b, pool, relu, out):
             _pool_rows(rows, pool, relu, out[s, py])
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def _pool_rows(rows, pool, relu, out):
     """Max over `pool` conv rows `[pool, W, C]` and windows of `pool` columns -> `[W // pool, C]`."""
     for px in range(out.shape[0]):
@@ -103,7 +101,7 @@ def _pool_rows(rows, pool, relu, out):
                     o[c] = 0.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def conv2d_sparse_input(idx, val, height, width, c_in, w, b, pool, relu, out):
     """Valid, stride-1 convolution of a sparse input, then max-pooling and ReLU.
 
@@ -169,7 +167,7 @@ def conv2d_sparse_input(idx, val, height, width, c_in, w, b, pool, relu, out):
         _pool_relu_one(conv, pool, relu, out[s])
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def _pool_relu_one(x, pool, relu, out):
     for py in range(out.shape[0]):
         for px in range(out.shape[1]):
@@ -188,14 +186,14 @@ def _pool_relu_one(x, pool, relu, out):
                         o[c] = 0.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def max_pool(x, pool, relu, out):
     """Max-pooling (window = stride = `pool`, floor mode) and optional ReLU of `[B, H, W, C]`."""
     for s in range(x.shape[0]):
         _pool_relu_one(x[s], pool, relu, out[s])
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def affine(x, scale, shift, relu):
     """In place `x = x * scale + shift` over the last axis of `[B, n, C]`, then ReLU."""
     for s in range(x.shape[0]):
@@ -205,7 +203,7 @@ def affine(x, scale, shift, relu):
                 x[s, i, c] = 0.0 if relu and t < 0.0 else t
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def relu_inplace(x):
     """In place ReLU of a `[B, n]` array."""
     for s in range(x.shape[0]):
@@ -214,7 +212,7 @@ def relu_inplace(x):
                 x[s, i] = 0.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def densify(idx, val, out):
     """Scatters `(idx, val)` into a zeroed `[B, n]` array."""
     for s in range(idx.shape[0]):
@@ -224,140 +222,7 @@ def densify(idx, val, out):
             out[s, idx[s, j]] = val[s, j]
 
 
-@numba.njit(**_JIT)
-def _select_digit(counts, top, remaining):
-    """The largest digit (at most `top`) whose bucket holds the `remaining`-th largest
-    key, and what is still to be taken from within that bucket."""
-    digit = top
-    while counts[digit] < remaining:
-        remaining -= counts[digit]
-        digit -= 1
-    return digit, remaining
-
-
-@numba.njit(**_JIT)
-def _kth_largest(keys, k, counts, candidates, guess):
-    """The k-th largest of `keys` (uint32) by a most-significant-digit radix select.
-
-    If `guess` (a key) is at or below the answer, i.e. at least k keys are
-    `>= guess`, only those keys take part: with the previous sample's answer
-    lowered by half an octave as the guess this is usually a small fraction of
-    `keys`. Otherwise (or with `guess == 0`) all of them do. The first pass
-    histograms the top 11 bits; only the keys sharing the winning top digit are
-    kept, and three short passes over them settle 7 bits each. Linear time, no sort.
-
-    Args:
-        keys: uint32 `[n]`, order-preserving keys (see `_order_keys`).
-        k: Rank wanted, `1 <= k <= n`.
-        counts: int64 `[2048]` scratch.
-        candidates: uint32 `[n]` scratch.
-        guess: A key believed to be at or below the answer, or 0 for none.
-
-    Returns:
-        `(threshold, take, equal)`: the k-th largest key; how many keys equal to it
-        belong to the top k (all keys above it do); how many keys equal it.
-    """
-    size = 0
-    if guess > 0:
-        for i in range(keys.shape[0]):
-            # Branch-free compaction: always write, advance only on a match.
-            key = keys[i]
-            candidates[size] = key
-            size += key >= guess
-    if size >= k:
-        source = candidates
-    else:
-        source = keys
-        size = keys.shape[0]
-    counts[:] = 0
-    highest = np.uint32(0)
-    for i in range(size):
-        digit = source[i] >> np.uint32(21)
-        counts[digit] += 1
-        highest = max(highest, digit)
-    digit, remaining = _select_digit(counts, np.int64(highest), k)
-    top = np.uint32(digit)
-    m = 0
-    for i in range(size):
-        key = source[i]
-        candidates[m] = key  # m <= i: safe when source is candidates
-        m += (key >> np.uint32(21)) == top
-    threshold = top << np.uint32(21)
-    for shift in (np.uint32(14), np.uint32(7), np.uint32(0)):
-        counts[:128] = 0
-        for j in range(m):
-            counts[(candidates[j] >> shift) & np.uint32(127)] += 1
-        digit, remaining = _select_digit(counts, 127, remaining)
-        part = np.uint32(digit)
-        threshold |= part << shift
-        if shift == 0:
-            return threshold, remaining, counts[digit]
-        kept = 0
-        for j in range(m):
-            key = candidates[j]
-            candidates[kept] = key
-            kept += ((key >> shift) & np.uint32(127)) == part
-        m = kept
-    return threshold, remaining, 0  # not reached
-
-
-@numba.njit(**_JIT)
-def _lowered(threshold):
-    """The next sample's guess: a key about half an octave below `threshold`."""
-    return threshold - np.uint32(2 << 21) if threshold > np.uint32(2 << 21) else np.uint32(0)
-
-
-@numba.njit(**_JIT)
-def _order_keys(keys):
-    """Turns float32 bits (viewed as uint32, in place) into keys that order as `<` does.
-
-    The radix-sort trick, without branches: positive floats get the sign bit set,
-    negative ones all bits flipped. Callers store `value + 0.0`, which turns -0.0
-    into +0.0: top_k treats the two as equal.
-    """
-    for i in range(keys.shape[0]):
-        bits = keys[i]
-        keys[i] = bits ^ ((np.uint32(0) - (bits >> np.uint32(31))) | np.uint32(0x80000000))
-
-
-@numba.njit(**_JIT)
-def kwinners(x, boost, k, idx, val):
-    """The k largest boosted values of each sample, ties going to the lower index.
-
-    This is exactly the set `tf.math.top_k` picks (it orders equal values by index),
-    so `KWinners` and this kernel agree whenever their inputs agree bit for bit.
-
-    Args:
-        x: float32 `[B, n]` (flattened in C order).
-        boost: float32 `[n]`, the boost factor of every position.
-        k: Winners per sample, `1 <= k < n`.
-        idx: int32 `[B, k]` output: winners' indices, ascending.
-        val: float32 `[B, k]` output: their un-boosted values.
-    """
-    n = x.shape[1]
-    keys = np.empty(n, np.uint32)
-    values = keys.view(np.float32)
-    counts = np.zeros(2048, np.int64)
-    candidates = np.empty(n, np.uint32)
-    guess = np.uint32(0)
-    for s in range(x.shape[0]):
-        for i in range(n):
-            values[i] = x[s, i] * boost[i] + np.float32(0.0)
-        _order_keys(keys)
-        threshold, take, _ = _kth_largest(keys, k, counts, candidates, guess)
-        guess = _lowered(threshold)
-        m = 0
-        for i in range(n):
-            key = keys[i]
-            if key > threshold or (key == threshold and take > 0):
-                if key == threshold:
-                    take -= 1
-                idx[s, m] = i
-                val[s, m] = x[s, i]
-                m += 1
-
-
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def dense_dense_input(x, w, b, relu, out):
     """`out = x @ w + b` skipping zero inputs (rows of `w` are read once per batch).
 
@@ -384,7 +249,7 @@ def dense_dense_input(x, w, b, relu, out):
         relu_inplace(out)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def _group_by_row(idx, val, rows):
     """Counting sort of the active `(sample, value)` pairs by input row."""
     start = np.zeros(rows + 1, np.int64)
@@ -408,7 +273,7 @@ def _group_by_row(idx, val, rows):
     return start, sample, value
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def dense_sparse_input_rows(idx, val, w, b, relu, out):
     """`out = x @ w + b` for a sparse `x`, reading only the active rows of `w`.
 
@@ -449,7 +314,7 @@ def dense_sparse_input_rows(idx, val, w, b, relu, out):
         relu_inplace(out)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT_OPTIONS)
 def dense_sparse_input_csr(idx, val, indptr, cols, weights, b, relu, out):
     """`out = x @ w + b` for a sparse `x` and a compressed sparse-row `w`.
 
@@ -480,68 +345,3 @@ def dense_sparse_input_csr(idx, val, indptr, cols, weights, b, relu, out):
                 o[cols[p]] += v * weights[p]
     if relu:
         relu_inplace(out)
-
-
-def _winner_mask(x, boost, k, chunks, mask, counts):
-    """Training-time k-winners selection: a 0/1 mask and the winners' counts per channel.
-
-    Picks exactly the winners `KWinners` picks with `tf.math.top_k` (the k largest
-    boosted values of each sample, ties going to the lower index), in linear time.
-    The passes over a sample are written without data-dependent branches, and the
-    counts go to a local integer array, so that LLVM vectorises the loops.
-
-    Args:
-        x: float32 `[B, positions, channels]`, the layer's input (channels last;
-            `positions` is 1 for rank-2 input, height * width for rank-4).
-        boost: float32 `[channels]`, the boost factor of each channel.
-        k: Winners per sample, `1 <= k < positions * channels`.
-        chunks: Number of parts the batch is split into, one per thread.
-        mask: float32 `[B, positions, channels]` output: 1.0 at the winners, else 0.0.
-        counts: int32 `[chunks, channels]` output: per part, how many winners of each
-            channel have a positive input.
-    """
-    batch, positions, channels = x.shape
-    for part in numba.prange(chunks):
-        flat_keys = np.empty(positions * channels, np.uint32)
-        keys = flat_keys.reshape((positions, channels))
-        values = keys.view(np.float32)
-        histogram = np.empty(2048, np.int64)
-        candidates = np.empty(positions * channels, np.uint32)
-        positive_winners = np.zeros(channels, np.int32)
-        guess = np.uint32(0)
-        for s in range(part * batch // chunks, (part + 1) * batch // chunks):
-            for p in range(positions):
-                for c in range(channels):
-                    values[p, c] = x[s, p, c] * boost[c] + np.float32(0.0)
-            _order_keys(flat_keys)
-            threshold, take, equal = _kth_largest(flat_keys, k, histogram, candidates, guess)
-            guess = _lowered(threshold)
-            # Usually every key equal to the threshold wins (take == equal): then the
-            # mask is simply key >= threshold. Otherwise the first `take` of them win.
-            all_equal_win = take == equal
-            for p in range(positions):
-                for c in range(channels):
-                    key = keys[p, c]
-                    won = (key > threshold) | (all_equal_win & (key == threshold))
-                    mask[s, p, c] = np.float32(won)
-                    positive_winners[c] += np.int32(won & (x[s, p, c] > np.float32(0.0)))
-            if not all_equal_win:
-                for p in range(positions):
-                    for c in range(channels):
-                        if keys[p, c] == threshold and take > 0:
-                            take -= 1
-                            mask[s, p, c] = np.float32(1.0)
-                            positive_winners[c] += np.int32(x[s, p, c] > np.float32(0.0))
-        counts[part] = positive_winners
-
-
-# Holds the GIL on purpose: TF may call it from several threads at once (inter-op
-# parallelism, tf.distribute replicas), and numba's default "workqueue" threading
-# layer must not be entered concurrently. `parallel` splits the batch over numba's
-# own threads instead.
-winner_mask = numba.njit(cache=True, parallel=True)(_winner_mask)
-
-
-def threads() -> int:
-    """Number of threads `winner_mask` may use (Numba's setting for this thread)."""
-    return numba.get_num_threads()

@@ -4,7 +4,7 @@
 first k-winners layer of MNIST Sparse CNN-2 (64 samples of 4,608 units, k = 400)
 it costs several times the whole ReLU it replaces. Only the k-th largest boosted
 value of each sample is needed, which a radix select finds in linear time. The
-"numba" method runs that select (`sparse_keras.compute._kernels.winner_mask`) in
+"numba" method runs that select (`sparse_keras._select.winner_mask`) in
 a `tf.numpy_function`, and also counts the winners for the duty cycles in the
 same pass. Both methods pick exactly the same winners, ties going to the lower
 index.
@@ -134,8 +134,8 @@ def cpu_winner_mask(
 
 
 def _kernels():
-    # Imported on first use: sparse_keras.compute imports the layers, and importing
-    # Numba costs a noticeable part of a second.
-    from sparse_keras.compute import _kernels
+    # Imported on first use: importing Numba costs a noticeable part of a second, which
+    # a model that never trains on the CPU kernel should not pay.
+    from sparse_keras import _select
 
-    return _kernels
+    return _select
