@@ -119,3 +119,61 @@ def test_population_and_sample_std():
     assert aggregate.mean_std([1.0, 3.0], ddof=0) == (2.0, 1.0)
     assert aggregate.mean_std([1.0, 3.0]) == pytest.approx((2.0, math.sqrt(2)))
     assert math.isnan(aggregate.mean_std([5.0])[1])
+
+
+# Real Speech Commands v0.02 (issue 24): per seed (test accuracy, noise score, validation
+# accuracy) per epoch. The held-out protocol keeps the best-validation epoch.
+GSC_SPARSE = [
+    ([0.80, 0.85, 0.84], [101000, 103000, 102500], [0.7, 0.9, 0.8]),
+    ([0.81, 0.83, 0.86], [100000, 101500, 104000], [0.7, 0.6, 0.9]),
+]
+GSC_DENSE = [
+    ([0.86, 0.87, 0.85], [95000, 96000, 97500], [0.9, 0.8, 0.7]),
+    ([0.84, 0.88, 0.87], [94000, 97000, 98000], [0.5, 0.9, 0.6]),
+]
+
+
+@pytest.fixture(scope="module")
+def gsc_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gsc_results")
+    for network, runs in (("sparse_cnn2", GSC_SPARSE), ("dense_cnn2", GSC_DENSE)):
+        for seed, (accs, scores, val) in enumerate(runs):
+            recipe = get_recipe(f"gsc12v2_{network}")
+            train.record_result(recipe, seed, _state(accs, scores, val=val), out, command="x")
+    return out
+
+
+def test_gsc12v2_table_held_out_cells_by_hand(gsc_results):
+    text = aggregate.gsc12v2_markdown(gsc_results)
+    section = text.split("## The paper's convention")[1].split("\n## ")[0]
+    held_out = section.split("### " + aggregate.PROTOCOLS["held_out"][0])[1].split("\n### ")[0]
+    # Best validation: sparse epochs 1 and 2, dense epochs 0 and 1.
+    sparse_acc, sparse_score = np.array([85.0, 86.0]), np.array([103000.0, 104000.0])
+    dense_acc, dense_score = np.array([86.0, 88.0]), np.array([95000.0, 97000.0])
+    assert (
+        f"| Sparse CNN-2 | 0,1 | {sparse_acc.mean():.2f} ± {sparse_acc.std(ddof=1):.2f} "
+        f"| {sparse_score.mean():,.0f} ± {sparse_score.std(ddof=1):,.0f} |"
+    ) in held_out
+    assert (
+        f"| Dense CNN-2 (dropout 0) | 0,1 | {dense_acc.mean():.2f} ± {dense_acc.std(ddof=1):.2f} |"
+        in held_out
+    )
+    assert "| Super-Sparse CNN-2 | none | not run yet | not run yet |" in held_out
+    # The per-level row: level 0 holds the clean accuracy (see `_state`).
+    assert "| Sparse CNN-2 | 85.5 |" in held_out
+    t, p = _welch_by_hand(sparse_score, dense_score)
+    assert f"| Sparse CNN-2 | Dense CNN-2 (dropout 0) | +7,500 | {t:.2f} | {p:.2g} |" in held_out
+    # The other convention has no runs: every cell says so.
+    recorded = text.split("## The standard convention")[1].split("\n## ")[0]
+    assert recorded.count("not run yet") == 2 * 4 * 2  # protocols x networks x cells
+
+
+def test_sparse_vs_dense_answer_needs_every_pair_significant():
+    high, low = [10.0, 11.0, 12.0], [1.0, 2.0, 3.0]
+    answer = aggregate.sparse_vs_dense_answer
+    assert answer({"s": high, "d": low}, ["s"], ["d"]).startswith("yes")
+    assert answer({"s": low, "d": high}, ["s"], ["d"]).startswith("no")
+    # One pair significant, the other not: not settled.
+    mixed = {"s": high, "d": low, "d2": [9.0, 12.0, 13.0]}
+    assert answer(mixed, ["s"], ["d", "d2"]).startswith("not settled: of 2 sparse-dense pairs, 1")
+    assert answer({"s": [1.0], "d": low}, ["s"], ["d"]).startswith("not settled: needs at least 2")
