@@ -483,10 +483,39 @@ def test_committed_weights_are_stored_compressed():
 
 
 def test_unknown_name_lists_the_available_models(tiny_zoo, env):
-    with pytest.raises(ValueError, match=f"Unknown zoo model 'mnist_nope'. Available: {NAME}"):
+    with pytest.raises(ValueError, match=f"Unknown zoo model 'mnist_nope'.* Available: {NAME}"):
         zoo.load("mnist_nope", registry=tiny_zoo["registry"])
     with pytest.raises(ValueError, match="gsc_sparse_cnn2"):
         zoo.info("nope", registry=zoo_registry.PACKAGE_REGISTRY)
+
+
+def test_closest_available_prefers_the_same_network():
+    models = {
+        "gsc_sparse_cnn2": {"available": False},
+        "fsdd_sparse_cnn2": {"available": True},
+        "gsc12v2_sparse_cnn2": {"available": True},
+        "gsc12v2_dense_cnn2": {"available": True},
+        "mnist_sparse_cnn2": {"available": True},
+        "mnist_dense_cnn1": {"available": False},
+    }
+    closest = zoo_registry.closest_available
+    # Same network; of those, a dataset that starts with the one asked for.
+    assert closest("gsc_sparse_cnn2", models) == "gsc12v2_sparse_cnn2"
+    assert closest("gsc_dense_cnn2", models) == "gsc12v2_dense_cnn2"
+    # Same network, no dataset match: the first such name.
+    assert closest("kws_sparse_cnn2", models) == "fsdd_sparse_cnn2"
+    # No available model of that network: the most similar available name.
+    assert closest("mnist_sparse_cnn3", models) == "mnist_sparse_cnn2"
+    assert closest("zzz", models) is None
+    # Never itself, never a model without weights.
+    assert closest("mnist_dense_cnn1", models) != "mnist_dense_cnn1"
+    assert closest("mnist_dense_cnn1", {"mnist_dense_cnn1": {"available": True}}) is None
+
+
+def test_unknown_name_suggests_the_closest(env):
+    env.delenv(zoo_registry.REGISTRY_ENV, raising=False)
+    with pytest.raises(ValueError, match="Did you mean 'mnist_sparse_cnn2'"):
+        zoo.load("mnist_sparse_cnn3")
 
 
 def test_gsc_models_are_listed_without_weights(env):
@@ -495,7 +524,8 @@ def test_gsc_models_are_listed_without_weights(env):
     assert info["dataset"] == "gsc" and not info["available"] and not info["files"]
     with pytest.raises(
         zoo.WeightsNotAvailableError,
-        match="Speech Commands.*python -m training.train --recipe gsc_sparse_cnn2",
+        match="Speech Commands.*The closest available model is '(gsc12v2|fsdd)_sparse_cnn2' "
+        r"\(the same network.*python -m training.train --recipe gsc_sparse_cnn2",
     ):
         zoo.load("gsc_sparse_cnn2")
     rows = {row["name"]: row for row in zoo.list_models()}

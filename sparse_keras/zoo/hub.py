@@ -178,14 +178,21 @@ def _endpoint_reachable(endpoint: str | None, timeout: float = 3.0) -> bool:
     return True
 
 
-def _not_available_message(name: str, entry: dict[str, Any]) -> str:
+def _not_available_message(name: str, entry: dict[str, Any], models: dict[str, Any]) -> str:
     reason = (
         entry.get("unavailable_reason") or "its weights have not been trained and published yet."
     )
+    message = f"Zoo model {name!r} has no weights: {reason}"
+    closest = _registry.closest_available(name, models)
+    if closest is not None:
+        message += f" The closest available model is {closest!r}"
+        if closest.partition("_")[2] == name.partition("_")[2]:
+            message += f" (the same network, trained on {models[closest].get('dataset')!r} data)"
+        message += "."
     command = entry.get("train_command")
-    return f"Zoo model {name!r} has no weights: {reason}" + (
-        f" To train and package them yourself, run: {command}" if command else ""
-    )
+    if command:
+        message += f" To train and package them yourself, run: {command}"
+    return message
 
 
 def verify_files(
@@ -327,7 +334,8 @@ def fetch(
     """
     entry = _registry.get_entry(name, registry)
     if not entry.get("available"):
-        raise WeightsNotAvailableError(_not_available_message(name, entry))
+        models = _registry.read_registry(registry)["models"]
+        raise WeightsNotAvailableError(_not_available_message(name, entry, models))
     requested = revision
     revision = revision or entry.get("revision") or "main"
     try:

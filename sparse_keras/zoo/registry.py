@@ -11,6 +11,7 @@ private zoos); `SPARSE_KERAS_ZOO_DIR` at another folder of local zoo copies.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import pathlib
@@ -85,18 +86,42 @@ def write_registry(data: dict[str, Any], registry: PathLike | None = None) -> pa
     return path
 
 
+def closest_available(name: str, models: dict[str, dict[str, Any]]) -> str | None:
+    """The available zoo model a user asking for `name` most likely wants, or None.
+
+    The same network (the part of the name after the dataset, e.g. `sparse_cnn2`)
+    trained on another dataset comes first, a dataset whose name starts with the asked
+    one's first of those (`gsc` -> `gsc12v2`); otherwise the most similar available name.
+
+    Args:
+        name: The name asked for (unknown, or listed without weights).
+        models: The registry's models, `{name: entry}`.
+    """
+    available = [n for n, entry in models.items() if entry.get("available") and n != name]
+    dataset, _, network = name.partition("_")
+    same_network = [n for n in available if n.partition("_")[2] == network]
+    if same_network:
+        return min(same_network, key=lambda n: (not n.startswith(dataset), n))
+    matches = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
 def get_entry(name: str, registry: PathLike | None = None) -> dict[str, Any]:
     """The registry entry of a zoo model.
 
     Raises:
-        ValueError: if `name` is not in the registry; the message lists the names that are.
+        ValueError: if `name` is not in the registry; the message names the closest
+            available model and lists the names that exist.
     """
     models = read_registry(registry)["models"]
     if name not in models:
         available = [n for n, entry in models.items() if entry.get("available")]
         unavailable = [n for n, entry in models.items() if not entry.get("available")]
+        closest = closest_available(name, models)
         raise ValueError(
-            f"Unknown zoo model {name!r}. Available: {', '.join(available) or 'none yet'}"
+            f"Unknown zoo model {name!r}."
+            + (f" Did you mean {closest!r}?" if closest else "")
+            + f" Available: {', '.join(available) or 'none yet'}"
             + (f"; listed without weights: {', '.join(unavailable)}" if unavailable else "")
             + "."
         )
