@@ -97,6 +97,8 @@ def closest_available(name: str, models: dict[str, dict[str, Any]]) -> str | Non
         name: The name asked for (unknown, or listed without weights).
         models: The registry's models, `{name: entry}`.
     """
+    if not isinstance(name, str):
+        return None
     available = [n for n, entry in models.items() if entry.get("available") and n != name]
     dataset, _, network = name.partition("_")
     same_network = [n for n in available if n.partition("_")[2] == network]
