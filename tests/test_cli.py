@@ -14,7 +14,7 @@ import pytest
 
 from sparse_keras import cli
 from sparse_keras.cli import evaluate as evaluate_cli
-from sparse_keras.cli.resolve import resolve_model
+from sparse_keras.zoo.resolve import resolve_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

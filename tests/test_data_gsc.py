@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparse_keras.data import audio, gsc
+from sparse_keras.data import audio, gsc, pipeline, wav
 from sparse_keras.data.download import DataNotFoundError, data_root
 
 librosa = pytest.importorskip("librosa")
@@ -157,7 +157,7 @@ def test_log_mel_matches_librosa_on_real_clips():
 def test_log_mel_matches_librosa_on_background_noise():
     excerpts = []
     for path in sorted(NOISE_DIR.glob("*.wav")):
-        samples, rate = audio.read_wav(path)
+        samples, rate = wav.read_wav(path)
         assert rate == 16000
         excerpts += [samples[start : start + 16000] for start in (0, 123_457, len(samples) - 16000)]
     excerpts = np.stack(excerpts)
@@ -287,7 +287,7 @@ def test_augmented_pipeline_is_deterministic_by_seed():
 def test_class_balanced_sampling_balances():
     labels = np.array([2] * 1000 + [3] * 10 + [4] * 90, np.int32)
     entries = {"label": labels}
-    ds = audio.make_dataset(
+    ds = pipeline.make_dataset(
         entries,
         lambda e: tf.zeros([16000]),
         batch_size=1100,

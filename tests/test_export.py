@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import sparse_keras
 from sparse_keras import KWinners, export, models
-from sparse_keras.data import audio, mnist
+from sparse_keras.data import audio, mnist, wav
+from sparse_keras.zoo import hub
 
 predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
 prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
@@ -126,10 +126,10 @@ def audio_clips(data_dir):
     sample_tree = data_dir / "gsc" / "sample_v0.01"
     if sample_tree.is_dir():
         paths, _ = gsc.list_clips("test", data_dir=sample_tree, download=False)
-        waves["gsc"] = np.stack([audio.fix_length(audio.read_wav(p)[0]).numpy() for p in paths])
+        waves["gsc"] = np.stack([audio.fix_length(wav.read_wav(p)[0]).numpy() for p in paths])
     fsdd = sorted((data_dir / "fsdd" / "recordings").glob("*_theo_[0-4].wav"))[:20]
     if fsdd:
-        resampled = [audio.resample_poly(audio.read_wav(p)[0], 2, 1).numpy() for p in fsdd]
+        resampled = [audio.resample_poly(wav.read_wav(p)[0], 2, 1).numpy() for p in fsdd]
         # Shorter and longer than 1 s: padded and cropped inside the graph.
         waves["short"] = _crop_or_pad(resampled, 12000)
         waves["long"] = _crop_or_pad(resampled, 20000)
@@ -177,7 +177,7 @@ def fsdd_test(data_dir):
     dataset = fsdd.load("test", batch_size=len(paths), data_dir=root, download=False, cache=False)
     features, _ = next(iter(dataset))
     chosen = np.arange(0, len(paths), len(paths) // 10)[:10]
-    raw = {f"fsdd8k_{i}": audio.read_wav(paths[index])[0][None] for i, index in enumerate(chosen)}
+    raw = {f"fsdd8k_{i}": wav.read_wav(paths[index])[0][None] for i, index in enumerate(chosen)}
     return {"raw": raw, "features": features.numpy()[chosen]}
 
 
@@ -603,7 +603,7 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(export, "write_warmup_requests", broken)
+    monkeypatch.setattr(export.saved_model, "write_warmup_requests", broken)
     with pytest.raises(OSError, match="disk full"):
         export.export_for_serving(_tiny_model(), tmp_path)
     # Not even the model folder the export created.
@@ -741,18 +741,13 @@ def test_cli_exports_keras_file_and_zoo_model(tmp_path, monkeypatch, capsys):
     with pytest.raises(FileNotFoundError, match="missing.keras' not found"):
         _export_cli(str(tmp_path / "missing.keras"), str(out))
 
-    class FakeZoo:
-        @staticmethod
-        def load(name):
-            assert name == "mnist_tiny"
-            return model
+    def load(name):
+        assert name == "mnist_tiny"
+        return model
 
-        @staticmethod
-        def info(name):
-            return {"dataset": "mnist"}
-
-    monkeypatch.setattr(sparse_keras, "zoo", FakeZoo, raising=False)
-    monkeypatch.setitem(sys.modules, "sparse_keras.zoo", FakeZoo)
+    # A zoo entry, as the model resolver (sparse_keras.zoo.resolve) reads it from the hub.
+    monkeypatch.setattr(hub, "load", load)
+    monkeypatch.setattr(hub, "info", lambda name: {"dataset": "mnist"})
     names = [f"class_{i}" for i in range(10)]
     assert _export_cli("mnist_tiny", str(out), "--class-names", ",".join(names)) == 0
     serve = tf.saved_model.load(str(out / "mnist_tiny" / "1")).signatures["serving_default"]
@@ -771,7 +766,7 @@ def _signature_blocks(show_output: str) -> dict[str, str]:
 def test_saved_model_cli_show_lists_documented_signatures(out_of_process):
     out = _check(_result(out_of_process, "show"))
     blocks = _signature_blocks(out.split("Concrete Functions:")[0])
-    # Declared with an unknown shape: the graph checks it (see export._request_checks).
+    # Declared with an unknown shape: the graph checks it (see export.signatures._request_checks).
     expected_inputs = {
         "serving_default": ("images", "DT_UINT8", "unknown_rank"),
         "serving_float": ("images", "DT_FLOAT", "unknown_rank"),

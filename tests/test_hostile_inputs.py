@@ -31,7 +31,7 @@ import pytest
 import tensorflow as tf
 
 from sparse_keras import KWinners, SparseConv2D, SparseDense, export, models, robustness
-from sparse_keras.data import audio, download, fsdd, gsc, mnist
+from sparse_keras.data import audio, download, fsdd, gsc, mnist, wav
 from sparse_keras.optimizers import CoupledSGD
 
 NAN, INF = float("nan"), float("inf")
@@ -613,7 +613,7 @@ def _bad_wavs(folder: pathlib.Path) -> dict[str, tuple[pathlib.Path, str]]:
 def test_read_wav_info_names_the_bad_file(tmp_path, case):
     path, message = _bad_wavs(tmp_path / "wavs")[case]
     with unchanged(tmp_path), pytest.raises(ValueError, match=message) as info:
-        audio.read_wav_info(path)
+        wav.read_wav_info(path)
     assert str(path) in str(info.value)
 
 
@@ -628,7 +628,7 @@ def test_read_wav_info_names_the_bad_file(tmp_path, case):
 def test_decode_wav_names_the_bad_file_in_the_graph(tmp_path, case, message):
     path, _ = _bad_wavs(tmp_path / "wavs")[case]
     with pytest.raises(tf.errors.InvalidArgumentError, match=message) as info:
-        audio.decode_wav(tf.constant(str(path)), 16000)
+        wav.decode_wav(tf.constant(str(path)), 16000)
     assert path.name in str(info.value)
 
 
@@ -699,7 +699,7 @@ def served(tmp_path_factory):
     fsdd_model = _tiny_network((32, 32, 1), 12, "fsdd_tiny")
     with (
         pytest.warns(UserWarning)
-        if not export._serving_api_available()
+        if not export.saved_model._serving_api_available()
         else contextlib.nullcontext()
     ):
         mnist_dir = export.export_for_serving(mnist_model, root)
@@ -855,7 +855,7 @@ def test_served_8khz_crops_before_resampling_with_the_same_answer(served):
     clip = rng.uniform(-0.5, 0.5, (1, 3 * 8000 + 1)).astype("float32")
     result = served["fsdd"]["serving_8khz"](waveforms=tf.constant(clip))["probabilities"]
     whole = audio.resample_poly(clip[0], 2, 1)[None]
-    features = export.audio_features(whole, align="center")
+    features = fsdd.DATASET.preprocess(whole)  # centred in the 1-s window, then log-mel
     expected = tf.nn.softmax(served["fsdd_model"](features, training=False))
     np.testing.assert_allclose(result.numpy(), expected.numpy(), atol=1e-6)
 

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from sparse_keras.data import audio
+from sparse_keras.data import wav
 from training.train import RESULTS_DIR
 
 NOISE_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 11))
@@ -66,7 +66,7 @@ def dataset_facts(dataset: str, data_dir: str | None = None) -> dict:
     """The distribution of `clip_facts` over a dataset's test clips, and the SNR by level."""
     rows, rates = [], set()
     for path in _test_clips(dataset, data_dir):
-        samples, rate = audio.read_wav(path)
+        samples, rate = wav.read_wav(path)
         rates.add(rate)
         rows.append(clip_facts(samples, rate))
     summary = {"clips": len(rows), "sample_rates_hz": sorted(rates)}

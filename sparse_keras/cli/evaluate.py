@@ -6,10 +6,9 @@ import argparse
 
 # The same values as `sparse_keras.robustness.DEFAULT_NOISE_LEVELS` (a test checks):
 # written here so that `--help` does not import TensorFlow to show them. The dataset
-# names are not repeated: `robustness.evaluate` checks `--dataset` against its own list.
+# names are not repeated: `robustness.evaluate` checks `--dataset` against
+# `sparse_keras.data.DATASETS`.
 DEFAULT_NOISE_LEVELS = tuple(round(0.05 * i, 2) for i in range(11))
-# File-name prefixes that pick an audio test set for a .keras file.
-_AUDIO_PREFIXES = ("gsc", "fsdd")
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -51,7 +50,10 @@ def default_dataset(name: str, trained_on: str | None) -> str:
     """
     if trained_on is not None:
         return trained_on  # `robustness.evaluate` says so if it cannot load that data
-    return next((prefix for prefix in _AUDIO_PREFIXES if name.startswith(prefix)), "mnist")
+    from sparse_keras import data
+
+    named = data.for_model(name)
+    return "mnist" if named is None else named.name
 
 
 def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
@@ -71,8 +73,8 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset",
         metavar="DATASET",
-        help="test data: mnist, gsc, fsdd, ... (sparse_keras.robustness.DATASETS; default: the "
-        "zoo entry's; for .keras files 'mnist' unless the file name starts with gsc/fsdd)",
+        help="test data: mnist, gsc, fsdd, ... (sparse_keras.data.DATASETS; default: the zoo "
+        "entry's; for .keras files the dataset the file name starts with, else 'mnist')",
     )
     parser.add_argument(
         "--levels",
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     """Runs `sparse-keras evaluate` with parsed arguments; returns the exit status."""
     levels = parse_levels(args.levels)
     from sparse_keras import robustness
-    from sparse_keras.cli.resolve import resolve_model
+    from sparse_keras.zoo.resolve import resolve_model
 
     # A mistyped output path fails now, not after minutes of evaluation.
     for option in ("json", "plot"):

@@ -28,7 +28,7 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset",
         metavar="DATASET",
-        help="input type: mnist, gsc, fsdd, ... (sparse_keras.export.DATASETS; default: the "
+        help="input type: mnist, gsc, fsdd, ... (sparse_keras.data.DATASETS; default: the "
         "zoo's, else from the input shape)",
     )
     parser.add_argument("--model-name", help="name served under (default: zoo name or file stem)")
@@ -39,8 +39,8 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Runs `sparse-keras export` with parsed arguments; returns the exit status."""
-    from sparse_keras.cli.resolve import resolve_model
     from sparse_keras.export import export_for_serving
+    from sparse_keras.zoo.resolve import resolve_model
 
     resolved = resolve_model(args.model)
     class_names = args.class_names.split(",") if args.class_names else None

@@ -14,8 +14,7 @@ def _mnist_inputs(count: int):
     from sparse_keras.data import mnist
 
     images, _ = mnist.load_arrays("test", download=False)
-    x = images[:count, :, :, None].astype(np.float32) / 255.0
-    return np.asarray(mnist.normalize_images(x), np.float32)
+    return np.asarray(mnist.DATASET.preprocess(images[:count]), np.float32)
 
 
 def _gsc_sample_inputs(count: int):
@@ -43,7 +42,10 @@ def load_inputs(kind: str, model: Any, count: int) -> tuple[Any, str]:
         return None, "no inputs"
     shape = tuple(model.inputs[0].shape[1:])
     if kind == "auto":
-        kind = {(28, 28, 1): "mnist", (32, 32, 1): "gsc-sample"}.get(shape, "none")
+        from sparse_keras.data import gsc, mnist
+
+        by_shape = {mnist.DATASET.feature_shape: "mnist", gsc.DATASET.feature_shape: "gsc-sample"}
+        kind = by_shape.get(shape, "none")
         if kind == "none":
             return None, f"no inputs (none known for input shape {shape})"
         try:
@@ -59,8 +61,8 @@ def load_inputs(kind: str, model: Any, count: int) -> tuple[Any, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Runs `sparse-keras flops` with parsed arguments; returns the exit status."""
-    from sparse_keras.cli.resolve import resolve_model
     from sparse_keras.compute.accounting import count_multiplies
+    from sparse_keras.zoo.resolve import resolve_model
 
     if args.samples < 1:
         raise ValueError(f"--samples must be a positive integer, got {args.samples}.")

@@ -45,7 +45,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras.data import audio
+from sparse_keras.data import audio, pipeline, wav
 from sparse_keras.data.download import DataNotFoundError, data_root, fetch
 
 CLASS_NAMES = (
@@ -63,7 +63,6 @@ CLASS_NAMES = (
     "nine",
 )
 NUM_CLASSES = len(CLASS_NAMES)
-UNKNOWN_LABEL = 0
 SILENCE_LABEL = 1
 DIGITS = CLASS_NAMES[2:]
 DIGIT_LABELS = {word: CLASS_NAMES.index(word) for word in DIGITS}
@@ -71,7 +70,6 @@ SPLITS = ("train", "validation", "test")
 SAMPLE_RATE = audio.SAMPLE_RATE
 CLIP_SAMPLES = audio.CLIP_SAMPLES
 FEATURE_SHAPE = audio.FEATURE_SHAPE
-TRAIN_SILENCE_FRACTION = 0.1
 
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
@@ -86,7 +84,6 @@ TREE_DIRNAME = "speech_commands_v0.01"
 # torchaudio's SPEECHCOMMANDS dataset pins for this exact URL (its `_CHECKSUMS`).
 ARCHIVE_SHA256: str | None = None
 ARCHIVE_MD5 = "3cd23799cb2bbdec517f1cc028f8d43c"
-ARCHIVE_BYTES = 1_488_293_908  # informational (reported by TF's speech_commands example)
 
 
 # --------------------------------------------------------------------------- files
@@ -256,7 +253,7 @@ def list_clips(
     labels = np.array([DIGIT_LABELS[entry.split("/", 1)[0]] for entry in relative], dtype=np.int32)
     if check_files:
         for path in paths:
-            audio.check_wav(path, SAMPLE_RATE)
+            wav.check_wav(path, SAMPLE_RATE)
     return paths, labels
 
 
@@ -274,39 +271,14 @@ def _background_noise(tree: pathlib.Path, noise_dir: str | os.PathLike | None) -
         if files:
             recordings = []
             for path in files:
-                audio.check_wav(path, SAMPLE_RATE)
-                recordings.append(audio.read_wav(path)[0])
+                wav.check_wav(path, SAMPLE_RATE)
+                recordings.append(wav.read_wav(path)[0])
             return recordings
     raise DataNotFoundError(
         f"silence_source='background' needs the {BACKGROUND_NOISE_DIR} recordings; none in "
         + ", ".join(str(c) for c in candidates)
         + " (pass background_noise_dir)."
     )
-
-
-def background_excerpts(
-    count: int,
-    data_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    background_noise_dir: str | os.PathLike | None = None,
-) -> np.ndarray:
-    """Random 1-s excerpts of the `_background_noise_` recordings.
-
-    Each excerpt lies within one recording (no splices); a recording is picked with
-    probability proportional to its number of possible start positions.
-
-    Args:
-        count: Number of excerpts.
-        data_dir: A v0.01 tree; its `_background_noise_/` (or its parent's) is used.
-        seed: NumPy seed of the choice.
-        background_noise_dir: Explicit folder of noise WAVs (16 kHz mono).
-
-    Returns:
-        float32 `[count, 16000]`.
-    """
-    tree = find_tree(data_dir, download_if_missing=False)
-    recordings = _background_noise(tree, background_noise_dir)
-    return _excerpts(recordings, count, seed)
 
 
 def _excerpts(recordings: list[np.ndarray], count: int, seed: int) -> np.ndarray:
@@ -374,45 +346,35 @@ def load(
     if silence_source not in ("zeros", "background"):
         raise ValueError(f"silence_source must be 'zeros' or 'background', got {silence_source!r}.")
     paths, labels = list_clips(split, data_dir, download=download, check_files=check_files)
-    if silence_fraction is None:
-        silence_fraction = TRAIN_SILENCE_FRACTION if split == "train" else 0.0
-    if not silence_fraction >= 0.0:
-        raise ValueError(f"silence_fraction must be >= 0, got {silence_fraction!r}.")
-    n_silence = int(len(paths) * silence_fraction)
-
-    # Silence rows have an empty path; "noise" indexes their background excerpt.
-    entries = {
-        "path": np.array([str(p) for p in paths] + [""] * n_silence, dtype=object),
-        "label": np.concatenate([labels, np.full(n_silence, SILENCE_LABEL, np.int32)]),
-        "noise": np.concatenate([np.full(len(paths), -1), np.arange(n_silence)]).astype(np.int64),
-    }
+    n_silence = pipeline.silence_count(split, len(paths), silence_fraction)
     excerpts = None
     if silence_source == "background" and n_silence:
         tree = paths[0].parent.parent if paths else find_tree(data_dir, download_if_missing=False)
-        excerpts = tf.constant(
-            _excerpts(_background_noise(tree, background_noise_dir), n_silence, seed)
-        )
-
-    def load_waveform(entry):
-        def from_file():
-            return audio.fix_length(audio.decode_wav(entry["path"], SAMPLE_RATE))
-
-        def silence():
-            if excerpts is None:
-                return tf.zeros([CLIP_SAMPLES], tf.float32)
-            return tf.gather(excerpts, entry["noise"])
-
-        return tf.ensure_shape(tf.cond(entry["noise"] < 0, from_file, silence), [CLIP_SAMPLES])
-
-    return audio.make_dataset(
-        entries,
-        load_waveform,
+        excerpts = _excerpts(_background_noise(tree, background_noise_dir), n_silence, seed)
+    return pipeline.clip_dataset(
+        split,
+        paths,
+        labels,
+        pipeline.read_clip,
+        silence=n_silence,
+        silence_label=SILENCE_LABEL,
+        silence_clips=excerpts,
+        shuffle=shuffle,
         batch_size=batch_size,
         augment=augment,
         seed=seed,
-        shuffle=split == "train" if shuffle is None else shuffle,
         class_balanced=class_balanced,
         return_waveforms=return_waveforms,
         cache=cache,
         drop_remainder=drop_remainder,
     )
+
+
+DATASET = pipeline.log_mel_dataset(
+    "gsc",
+    "Google Speech Commands v0.01 (digits)",
+    CLASS_NAMES,
+    load,
+    test_size=2_552,
+    test_clips="2,552 digit test clips",
+)

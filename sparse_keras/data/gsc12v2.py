@@ -43,7 +43,7 @@ import tarfile
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras.data import audio
+from sparse_keras.data import audio, pipeline, wav
 from sparse_keras.data.download import DataNotFoundError, data_root, fetch
 
 CLASS_NAMES = (
@@ -68,7 +68,6 @@ KEYWORD_LABELS = {word: CLASS_NAMES.index(word) for word in KEYWORDS}
 SPLITS = ("train", "validation", "test")
 SILENCE_CONVENTIONS = ("zeros", "recorded")
 SAMPLE_RATE = audio.SAMPLE_RATE
-TRAIN_SILENCE_FRACTION = 0.1
 
 DATASET_SUBDIR = "gsc_test_v0.02"
 UNKNOWN_DIR = "_unknown_"
@@ -335,7 +334,7 @@ def list_clips(
         labels.append(label)
     if check_files:
         for path in paths:
-            audio.check_wav(path, SAMPLE_RATE)
+            wav.check_wav(path, SAMPLE_RATE)
     return paths, np.asarray(labels, np.int32)
 
 
@@ -384,40 +383,38 @@ def load(
         batched when `batch_size` is given.
     """
     paths, labels = list_clips(split, data_dir, silence, download=download, check_files=check_files)
-    if silence_fraction is None:
-        silence_fraction = TRAIN_SILENCE_FRACTION if split == "train" and silence == "zeros" else 0
-    if not silence_fraction >= 0.0:
-        raise ValueError(f"silence_fraction must be >= 0, got {silence_fraction!r}.")
     if silence == "recorded" and silence_fraction:
         raise ValueError(
             f"silence_fraction={silence_fraction!r} adds all-zero clips, which the 'recorded' "
             "convention does not use; leave it None."
         )
-    n_silence = int(len(paths) * silence_fraction)
-    entries = {
-        "path": np.array([str(p) for p in paths] + [""] * n_silence, dtype=object),
-        "label": np.concatenate([labels, np.full(n_silence, SILENCE_LABEL, np.int32)]),
-    }
-
-    def load_waveform(entry):
-        def from_file():
-            return audio.fix_length(audio.decode_wav(entry["path"], SAMPLE_RATE))
-
-        def zeros():
-            return tf.zeros([audio.CLIP_SAMPLES], tf.float32)
-
-        waveform = tf.cond(tf.strings.length(entry["path"]) > 0, from_file, zeros)
-        return tf.ensure_shape(waveform, [audio.CLIP_SAMPLES])
-
-    return audio.make_dataset(
-        entries,
-        load_waveform,
+    if silence == "recorded":
+        silence_fraction = 0.0
+    return pipeline.clip_dataset(
+        split,
+        paths,
+        labels,
+        pipeline.read_clip,
+        silence=pipeline.silence_count(split, len(paths), silence_fraction),
+        silence_label=SILENCE_LABEL,
+        shuffle=shuffle,
         batch_size=batch_size,
         augment=augment,
         seed=seed,
-        shuffle=split == "train" if shuffle is None else shuffle,
         class_balanced=class_balanced,
         return_waveforms=return_waveforms,
         cache=cache,
         drop_remainder=drop_remainder,
     )
+
+
+DATASET = pipeline.log_mel_dataset(
+    "gsc12v2",
+    "Google Speech Commands v0.02 (12 classes)",
+    CLASS_NAMES,
+    load,
+    # The noise test holds the test list's keyword and unknown clips, whose number
+    # depends on the tree (the test-set archive's re-split or the full archive's list).
+    test_size=None,
+    test_clips="keyword and unknown test clips (no silence)",
+)

@@ -1,8 +1,9 @@
-"""MNIST: the original IDX files, read and served as `tf.data` pipelines.
+"""MNIST: the original IDX files, read and served as `tf.data` pipelines, and its descriptor.
 
 Images come as float32 `[28, 28, 1]`, either in `[0, 1]` pixel space (the space the
 paper's noise protocol works in) or normalised with the paper's mean 0.1307 and std
-0.3081. Labels are int32 class ids 0..9.
+0.3081 (`normalize_images`, the one place that normalisation is written). Labels are
+int32 class ids 0..9. `DATASET` describes MNIST for evaluation, export and the zoo.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras import _embedded
+from sparse_keras import _embedded, noise
+from sparse_keras.data.descriptor import Dataset, RawInput
 from sparse_keras.data.download import DataNotFoundError, data_root, fetch, verify_file
 
 MEAN = 0.1307
 STD = 0.3081
+# The paper's pixel noise sets pixels to the training mean plus two standard deviations.
+NOISE_VALUE = MEAN + 2 * STD
 CLASS_NAMES = tuple(str(digit) for digit in range(10))
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -191,6 +195,43 @@ def normalize_images(images: tf.Tensor) -> tf.Tensor:
     return (images - MEAN) / STD
 
 
+def to_pixels(images: tf.Tensor) -> tf.Tensor:
+    """uint8 images (0-255) -> float32 pixels in `[0, 1]`."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def features(pixels: tf.Tensor) -> tf.Tensor:
+    """`[batch, 28, 28]` pixels in `[0, 1]` -> the networks' input, normalised `[batch, 28, 28, 1]`."""
+    return normalize_images(tf.convert_to_tensor(pixels, tf.float32))[..., None]
+
+
+def add_noise(
+    pixels: tf.Tensor, eta: float, seed: int | tf.Tensor = 0, example_ids: tf.Tensor | None = None
+) -> tf.Tensor:
+    """The paper's MNIST noise: `int(784 * eta)` random pixels of each image set to 0.7469.
+
+    `sparse_keras.noise.add_pixel_noise` with `value=NOISE_VALUE` (see it for the arguments).
+    """
+    return noise.add_pixel_noise(pixels, eta, seed, example_ids, value=NOISE_VALUE)
+
+
+def clean_test_set(
+    data_dir: str | os.PathLike | None = None,
+    max_examples: int | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The test images as float32 `[N, 28, 28]` pixels in `[0, 1]`, and their labels.
+
+    Args:
+        data_dir: See `load_arrays`.
+        max_examples: Keep only the first images.
+        download: Download missing files.
+    """
+    images, labels = load_arrays("test", data_dir, download)
+    images, labels = images[:max_examples], labels[:max_examples]
+    return np.asarray(to_pixels(images)), labels
+
+
 def load(
     split: str,
     batch_size: int | None = None,
@@ -227,7 +268,7 @@ def load(
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
 
     def to_float(image, label):
-        image = tf.cast(image, tf.float32) / 255.0
+        image = to_pixels(image)
         return (normalize_images(image) if normalize else image), label
 
     if batch_size is not None:
@@ -235,3 +276,36 @@ def load(
     else:
         ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+DATASET = Dataset(
+    name="mnist",
+    title="MNIST",
+    class_names=CLASS_NAMES,
+    raw_input=RawInput("images", (28, 28), "uint8"),
+    feature_shape=IMAGE_SHAPE,
+    test_size=10_000,
+    prepare=to_pixels,
+    features=features,
+    add_noise=add_noise,
+    clean_test_set=clean_test_set,
+    load=load,
+    preprocessing={
+        "description": (
+            "28x28 grayscale digit image, white on black as in MNIST; pixels scaled to [0, 1] "
+            f"(divide uint8 by 255), then normalised as (x - {MEAN}) / {STD}."
+        ),
+        "pixel_scale": 1 / 255,
+        "mean": MEAN,
+        "std": STD,
+        "function": "sparse_keras.data.mnist.normalize_images",
+    },
+    noise_protocol=(
+        "for each noise level η in 0.00, 0.05, ..., 0.50, int(784·η) distinct random pixels of "
+        f"every test image are set to {NOISE_VALUE:.4f} (mean + 2·std) in [0, 1] pixel space, before "
+        "normalisation; the noise score is the number of correct predictions over all levels "
+        "and the 10,000 test images"
+    ),
+    hub_id="ylecun/mnist",
+    task=("image-classification", "Image Classification"),
+)

@@ -1,9 +1,16 @@
-"""The one "model argument -> model" rule of every `sparse-keras` command.
+"""The one "zoo name or model file -> model" rule.
 
-A command's MODEL argument is a `.keras` file (or a legacy `.h5` model file), a zoo
-name such as "mnist_sparse_cnn2", or, for commands that accept it, a
-`sparse_keras.models` network name built fresh. `resolve_model` decides which, in
-that order, and loads it; `sparse_keras.robustness.load_model` is the same function.
+A model argument is a `.keras` file (or a legacy `.h5` model file), a zoo name such
+as "mnist_sparse_cnn2", or, where the caller allows it, a `sparse_keras.models`
+network name built fresh. `resolve_model` decides which, in that order, and loads it.
+Every `sparse-keras` command's MODEL argument goes through it, and so does
+`sparse_keras.robustness.evaluate` (`robustness.load_model`) for a model given by name.
+
+Example:
+
+>>> resolved = resolve_model("mnist_sparse_cnn2", networks=True)
+>>> resolved.source, resolved.model.name
+('network', 'mnist_sparse_cnn2')
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ import dataclasses
 import os
 import pathlib
 from typing import Any
+
+import keras
+
+import sparse_keras.layers  # noqa: F401  (registers the custom layers for loading)
+from sparse_keras import models
+from sparse_keras.zoo import hub
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5")
 
@@ -80,21 +93,12 @@ def resolve_model(
                 f"{text!r} is a file but not a Keras model file (.keras or .h5); save models "
                 "with model.save('name.keras')."
             )
-        import keras
-
-        import sparse_keras.layers  # noqa: F401  (registers the custom layers for loading)
-
         model = keras.saving.load_model(path, compile=False)
         return ResolvedModel(model, path.stem, None, "file")
-    if networks:
-        from sparse_keras import models
-
-        if text in models.list_models():
-            return ResolvedModel(models.build(text, seed=seed), text, None, "network")
-    from sparse_keras import zoo
-
-    dataset = zoo.info(text)["dataset"]  # unknown names fail here, before any download
-    return ResolvedModel(zoo.load(text), text, dataset, "zoo")
+    if networks and text in models.list_models():
+        return ResolvedModel(models.build(text, seed=seed), text, None, "network")
+    dataset = hub.info(text)["dataset"]  # unknown names fail here, before any download
+    return ResolvedModel(hub.load(text), text, dataset, "zoo")
 
 
 __all__ = ["MODEL_FILE_SUFFIXES", "ResolvedModel", "resolve_model"]
