@@ -382,11 +382,9 @@ def clean_test_images(data_dir: str | None, count: int) -> np.ndarray:
 
 def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 `[N, 28, 28]` -> the paper's normalised float32 `[N, 28, 28, 1]`."""
-    from sparse_keras.data import mnist
+    from sparse_keras import data
 
-    return ((images[..., None].astype(np.float32) / 255.0 - mnist.MEAN) / mnist.STD).astype(
-        np.float32
-    )
+    return np.asarray(data.dataset("mnist").preprocess(images), np.float32)
 
 
 def nonzero_multiplies(model: keras.Model, inputs: np.ndarray) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from sparse_keras import distribute, models
 from sparse_keras.callbacks import BoostDecay, DutyCycleMonitor, k_winners_layers
+from sparse_keras.data import DATASETS, mnist
 from sparse_keras.optimizers import CoupledSGD
 from training.recipe import Recipe, get_recipe, list_recipes
 
@@ -66,40 +67,35 @@ def git_commit() -> str | None:
 
 
 class TrainingData:
-    """The datasets one recipe trains and evaluates on."""
+    """The datasets one recipe trains and evaluates on (`sparse_keras.data` descriptors)."""
 
     def __init__(self, recipe: Recipe, data_dir: str | None, max_train_examples: int | None):
         self.recipe = recipe
         self.data_dir = data_dir
         self.max_train_examples = max_train_examples
+        if recipe.dataset not in DATASETS:
+            raise ValueError(
+                f"Recipe {recipe.name!r} names unknown dataset {recipe.dataset!r}; expected one "
+                f"of {tuple(DATASETS)}."
+            )
+        self.dataset = DATASETS[recipe.dataset]
         if recipe.dataset == "mnist":
-            from sparse_keras.data import mnist
-
-            split = "train"
+            # The released runner's MNIST order: the training images in memory, permuted
+            # per (seed, epoch).
             self._x, self._y = mnist.load_arrays(
-                split, data_dir, validation_size=recipe.validation_size
+                "train", data_dir, validation_size=recipe.validation_size
             )
             if max_train_examples:
                 self._x, self._y = self._x[:max_train_examples], self._y[:max_train_examples]
-        elif recipe.dataset not in ("gsc", "gsc12v2", "fsdd"):
-            raise ValueError(f"Recipe {recipe.name!r} names unknown dataset {recipe.dataset!r}.")
 
     def train(self, epoch: int, seed: int) -> tf.data.Dataset:
         batch = self.recipe.batch_size_for(epoch)
         if self.recipe.dataset == "mnist":
-            from sparse_keras.data.mnist import normalize_images
-
             order = np.random.default_rng([seed, epoch]).permutation(len(self._y))
-            ds = tf.data.Dataset.from_tensor_slices(
-                (self._x[order][..., None], self._y[order])
-            ).batch(batch)
-            ds = ds.map(
-                lambda x, y: (normalize_images(tf.cast(x, tf.float32) / 255.0), y),
-                num_parallel_calls=4,
-            )
+            ds = tf.data.Dataset.from_tensor_slices((self._x[order], self._y[order])).batch(batch)
+            ds = ds.map(lambda x, y: (self.dataset.preprocess(x), y), num_parallel_calls=4)
             return ds.prefetch(tf.data.AUTOTUNE)
-        module = self._audio_module()
-        ds = module.load(
+        ds = self.dataset.load(
             "train",
             batch_size=batch,
             data_dir=self.data_dir,
@@ -116,19 +112,12 @@ class TrainingData:
         if self.recipe.dataset == "mnist":
             if not self.recipe.validation_size:
                 return None
-            from sparse_keras.data import mnist
-
-            return mnist.load(
+            return self.dataset.load(
                 "validation", 1000, self.data_dir, validation_size=self.recipe.validation_size
             )
-        return self._audio_module().load(
+        return self.dataset.load(
             "validation", batch_size=256, data_dir=self.data_dir, **self.recipe.data_options
         )
-
-    def _audio_module(self):
-        import importlib
-
-        return importlib.import_module(f"sparse_keras.data.{self.recipe.dataset}")
 
 
 # ----------------------------------------------------------------------------- training

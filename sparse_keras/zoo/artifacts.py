@@ -9,7 +9,6 @@ by this package and only weights are read from `model.weights.h5`.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -20,66 +19,24 @@ from typing import Any
 import keras
 import numpy as np
 
-from sparse_keras import models
+from sparse_keras import data, models
 
 CONFIG_FORMAT_VERSION = 1
 BUILDER = "sparse_keras.models.build"
 
-# Test-set size behind each dataset's noise score (SPEC §4): score maximum = levels x size.
-# FSDD: its official test split, take index 0-4 of every digit and speaker.
-TEST_SET_SIZES = {"mnist": 10_000, "gsc": 2_552, "fsdd": 300}
-
-PREPROCESSING = {
-    "mnist": {
-        "description": (
-            "28x28 grayscale digit image, white on black as in MNIST; pixels scaled to [0, 1] "
-            "(divide uint8 by 255), then normalised as (x - 0.1307) / 0.3081."
-        ),
-        "pixel_scale": 1 / 255,
-        "mean": 0.1307,
-        "std": 0.3081,
-        "function": "sparse_keras.data.mnist.normalize_images",
-    },
-    "gsc": {
-        "description": (
-            "1 s of 16 kHz mono audio as float in [-1, 1], padded or cropped to 16,000 samples; "
-            "centred STFT (n_fft 2048, hop 512) -> 32 frames; 32 mel bands of the power "
-            "spectrum; dB relative to the clip maximum, floored at -80 dB (values in [-80, 0])."
-        ),
-        "sample_rate": 16_000,
-        "clip_samples": 16_000,
-        "n_fft": 2048,
-        "hop_length": 512,
-        "mel_bands": 32,
-        "top_db": 80.0,
-        "function": "sparse_keras.data.audio.log_mel",
-    },
-    "fsdd": {
-        "description": (
-            "Free Spoken Digit Dataset clip (8 kHz mono) resampled to 16 kHz, centred in a 1 s "
-            "window of 16,000 samples; then the GSC features: centred STFT (n_fft 2048, hop 512) "
-            "-> 32 frames; 32 mel bands of the power spectrum; dB relative to the clip maximum, "
-            "floored at -80 dB (values in [-80, 0]). Labels use the GSC ids (digits 2-11)."
-        ),
-        "source_sample_rate": 8_000,
-        "sample_rate": 16_000,
-        "clip_samples": 16_000,
-        "n_fft": 2048,
-        "hop_length": 512,
-        "mel_bands": 32,
-        "top_db": 80.0,
-        "function": "sparse_keras.data.fsdd.load",
-    },
-}
-
-
 def class_names(dataset: str, num_classes: int) -> list[str]:
-    """The dataset module's `CLASS_NAMES` when it has them and they fit, else "0", "1", ..."""
-    try:
-        names = list(importlib.import_module(f"sparse_keras.data.{dataset}").CLASS_NAMES)
-    except (ImportError, AttributeError):
-        names = []
+    """The dataset's class names when it is a known one and they fit, else "0", "1", ..."""
+    descriptor = data.DATASETS.get(dataset)
+    names = list(descriptor.class_names) if descriptor else []
     return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def preprocessing(dataset: str) -> dict[str, Any]:
+    """The `preprocessing` entry of a `config.json`: the dataset descriptor's."""
+    descriptor = data.DATASETS.get(dataset)
+    if descriptor is None:
+        return {"description": f"see sparse_keras.data.{dataset}"}
+    return dict(descriptor.preprocessing)
 
 
 def _jsonable(value):
@@ -126,9 +83,7 @@ def make_config(
         },
         "output": {"kind": "logits", "num_classes": network_config.num_classes},
         "class_names": class_names(dataset, network_config.num_classes),
-        "preprocessing": PREPROCESSING.get(
-            dataset, {"description": f"see sparse_keras.data.{dataset}"}
-        ),
+        "preprocessing": preprocessing(dataset),
         "weights_file": "model.weights.h5",
     }
 
@@ -217,7 +172,8 @@ def count_parameters(model: keras.Model, count_zeros: bool = False) -> tuple[int
 
 def score_maximum(dataset: str, noise_levels: list[float]) -> int | None:
     """The best possible noise score: noise levels x test-set size (None if unknown)."""
-    size = TEST_SET_SIZES.get(dataset)
+    descriptor = data.DATASETS.get(dataset)
+    size = None if descriptor is None else descriptor.test_size
     return None if size is None else len(noise_levels) * size
 
 

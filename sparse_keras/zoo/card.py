@@ -13,7 +13,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from sparse_keras import models
+from sparse_keras import data, models
 
 # The paper's results (mean, std over 10 seeds): accuracy in %, noise score.
 PAPER_RESULTS: dict[str, dict[str, Any]] = {
@@ -91,45 +91,26 @@ PAPER_RESULTS: dict[str, dict[str, Any]] = {
     },
 }
 
-DATASETS = {
-    "mnist": {
-        "hub_id": "ylecun/mnist",
-        "title": "MNIST",
-        "task": ("image-classification", "Image Classification"),
-        "noise": (
-            "for each noise level η in 0.00, 0.05, ..., 0.50, int(784·η) distinct random pixels of every "
-            "test image are set to 0.7469 (mean + 2·std) in [0, 1] pixel space, before normalisation; "
-            "the noise score is the number of correct predictions over all levels and the 10,000 test images"
-        ),
-    },
-    "gsc": {
-        "hub_id": "google/speech_commands",
-        "title": "Google Speech Commands v0.01 (digits)",
-        "task": ("audio-classification", "Audio Classification"),
-        "noise": (
-            "for each noise level η in 0.00, 0.05, ..., 0.50 the padded waveform A becomes "
-            "(1 − η)·A + η·w with white noise w ~ U(−1, 1) per sample, before the features; the noise "
-            "score is the number of correct predictions over all levels and the 2,552 digit test clips"
-        ),
-    },
-    "fsdd": {
-        # No canonical Hub id: the model-index names the data, and the card says what it is.
-        "hub_id": "fsdd",
-        "title": "Free Spoken Digit Dataset (FSDD)",
-        "task": ("audio-classification", "Audio Classification"),
-        "noise": (
-            "the paper's GSC protocol on FSDD: for each noise level η in 0.00, 0.05, ..., 0.50 the "
-            "padded waveform A becomes (1 − η)·A + η·w with white noise w ~ U(−1, 1) per sample, "
-            "before the features; the noise score is the number of correct predictions over all "
-            "levels and the test clips"
-        ),
-        "note": (
-            "FSDD (6 speakers, 3,000 clips, 8 kHz) stands in for Google Speech Commands, which was "
-            "not available where this model was trained. Its numbers are **not comparable** with "
-            "the paper's GSC results, which are therefore not shown."
-        ),
-    },
-}
+def dataset_facts(dataset: str) -> dict[str, Any]:
+    """What a card says about its data: the dataset descriptor's hub id, title, task,
+    noise protocol and note (`sparse_keras.data`), or placeholders for other data."""
+    descriptor = data.DATASETS.get(dataset)
+    if descriptor is None:
+        return {
+            "hub_id": dataset,
+            "title": dataset,
+            "task": ("other", "Other"),
+            "noise": "see sparse_keras.robustness",
+            "note": None,
+        }
+    return {
+        "hub_id": descriptor.hub_id,
+        "title": descriptor.title,
+        "task": descriptor.task,
+        "noise": descriptor.noise_protocol,
+        "note": descriptor.note,
+    }
+
 
 CITATION = """@article{ahmad2019dense,
   title   = {How Can We Be So Dense? The Benefits of Using Highly Sparse Representations},
@@ -196,10 +177,7 @@ def describe_network(network_config: models.NetworkConfig) -> list[str]:
 
 def card_data(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> ModelCardData:
     """The card's YAML header: library, license, datasets, tags and the model-index."""
-    dataset = DATASETS.get(
-        metrics["dataset"],
-        {"hub_id": metrics["dataset"], "title": metrics["dataset"], "task": ("other", "Other")},
-    )
+    dataset = dataset_facts(metrics["dataset"])
     task_type, task_name = dataset["task"]
 
     def result(metric_type: str, value: float, metric_name: str) -> EvalResult:
@@ -266,9 +244,7 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
         network, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     )
     paper = paper_result(network, overrides, metrics["dataset"])
-    dataset = DATASETS.get(
-        metrics["dataset"], {"title": metrics["dataset"], "noise": "see sparse_keras.robustness"}
-    )
+    dataset = dataset_facts(metrics["dataset"])
     recipe = metrics.get("recipe_config") or {}
     seeds = metrics["seeds"]
     max_score = metrics["max_score"]
