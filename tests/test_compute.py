@@ -363,3 +363,45 @@ def test_sparse_path_matches_keras_on_the_full_mnist_test_set(seed, mnist_images
     for i in result["differing"]:
         one = mnist_images[i : i + 1]
         np.testing.assert_allclose(fast(one), model(one, training=False), atol=1e-4, rtol=0)
+
+
+@needs_numba
+def test_sparse_conv_kernel_by_hand():
+    # Input 3x3x2 with three active values; a 2x2 kernel with 1 output channel whose
+    # weight at (dy, dx, ci) is 1 + dy * 4 + dx * 2 + ci (so 1..8), bias 0.5.
+    from sparse_keras.compute import _kernels
+
+    w = (1.0 + np.arange(8, dtype=np.float32)).reshape(2, 2, 2, 1)
+    b = np.array([0.5], np.float32)
+    # Active: (0, 0, ci=1) = 2, (1, 1, ci=0) = 3, (1, 1, ci=1) = -1 (flat 1, 8, 9).
+    idx = np.array([[1, 8, 9]], np.int32)
+    val = np.array([[2.0, 3.0, -1.0]], np.float32)
+    out = np.empty((1, 2, 2, 1), np.float32)
+    _kernels.conv2d_sparse_input(idx, val, 3, 3, 2, w, b, 1, False, out)
+    # Output (y, x) sees input (y + dy, x + dx):
+    # (0,0): 0.5 + 2*w[0,0,1] + 3*w[1,1,0] - w[1,1,1] = 0.5 + 4 + 21 - 8 = 17.5
+    # (0,1): input (1,1) at tap (1,0): 0.5 + 3*5 - 6 = 9.5
+    # (1,0): input (1,1) at tap (0,1): 0.5 + 3*3 - 4 = 5.5
+    # (1,1): input (1,1) at tap (0,0): 0.5 + 3*1 - 2 = 1.5
+    np.testing.assert_array_equal(out[0, :, :, 0], [[17.5, 9.5], [5.5, 1.5]])
+    # Max-pooling 2 and ReLU on top: max(17.5, 9.5, 5.5, 1.5).
+    pooled = np.empty((1, 1, 1, 1), np.float32)
+    _kernels.conv2d_sparse_input(idx, -val, 3, 3, 2, w, b, 2, True, pooled)
+    assert pooled[0, 0, 0, 0] == 0.0  # all four are negative after flipping the inputs
+
+
+@needs_numba
+def test_sparse_dense_kernel_by_hand():
+    # Six active rows (a pass of four, then two one at a time) of w[i, c] = 10 * i + c.
+    from sparse_keras.compute import _kernels
+
+    w = 10.0 * np.arange(8, dtype=np.float32)[:, None] + np.arange(3, dtype=np.float32)
+    idx = np.array([[0, 2, 3, 5, 6, 7], [1, 2, 3, 4, 5, 6]], np.int32)
+    val = np.array([[1, 1, 1, 1, 1, -1], [0, 0, 0, 0, 0, 2]], np.float32)
+    out = np.empty((2, 3), np.float32)
+    _kernels.dense_sparse_input_rows(idx, val, w, np.ones(3, np.float32), False, out)
+    # Sample 0: 1 + (0 + 20 + 30 + 50 + 60 - 70) + c * (1 + 1 + 1 + 1 + 1 - 1) = 91 + 4c.
+    # Sample 1: 1 + 2 * (60 + c) = 121 + 2c.
+    np.testing.assert_array_equal(out, [[91, 95, 99], [121, 123, 125]])
+    _kernels.dense_sparse_input_rows(idx, -val, w, np.ones(3, np.float32), True, out)
+    np.testing.assert_array_equal(out, np.zeros((2, 3)))

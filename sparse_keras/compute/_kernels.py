@@ -105,10 +105,15 @@ def _pool_rows(rows, pool, relu, out):
 def conv2d_sparse_input(idx, val, height, width, c_in, w, b, pool, relu, out):
     """Valid, stride-1 convolution of a sparse input, then max-pooling and ReLU.
 
-    Input-stationary: each active input `(y, x, ci)` adds `v * w[dy, dx, ci, :]` to the
-    outputs `(y - dy, x - dx)` it reaches, so the work is proportional to the number
-    of active inputs rather than to the input size. (Zero-valued winners are applied
-    too: adding `0 * w` changes nothing.)
+    Only the active inputs are applied, so the work is proportional to their number
+    rather than to the input size. (Zero-valued winners are applied too: adding
+    `0 * w` changes nothing.) Tap-stationary: for one kernel tap `(dy, dx)` at a time,
+    every output position adds the active channels of the input it sees at that tap,
+    four weight rows per pass over its output row. The tap's weights `w[dy, dx]` and a
+    sample's output both stay in L1 while they are used (one active input at a time
+    scattering into all outputs it reaches reads the whole kernel from L2 for every
+    input instead). Each output sums bias, then its active inputs in ascending flat
+    index, i.e. `(dy, dx, ci)` order: results do not depend on the blocking.
 
     Args:
         idx: int32 `[B, k]` flat indices into `[height, width, c_in]`, ascending.
@@ -123,47 +128,54 @@ def conv2d_sparse_input(idx, val, height, width, c_in, w, b, pool, relu, out):
     kh, kw, _, c_out = w.shape
     h_out = height - kh + 1
     w_out = width - kw + 1
+    n = idx.shape[1]
     conv = np.empty((h_out, w_out, c_out), np.float32)
+    # first[p]: the first winner at input position p or after (winners are sorted, so
+    # the active channels of position p are winners first[p] .. first[p + 1] - 1).
+    first = np.empty(height * width + 1, np.int64)
+    channel = np.empty(n, np.int64)
     for s in range(idx.shape[0]):
         for y in range(h_out):
             for xx in range(w_out):
                 for c in range(c_out):
                     conv[y, xx, c] = b[c]
-        n = idx.shape[1]
         j = 0
-        while j < n:
-            # Winners are sorted, so the active channels of one position are a run
-            # [j, end): they update the same outputs, four weight rows per pass.
-            position = idx[s, j] // c_in
-            end = j + 1
-            while end < n and idx[s, end] // c_in == position:
-                end += 1
-            xx = position % width
-            y = position // width
-            for dy in range(max(0, y - h_out + 1), min(kh - 1, y) + 1):
-                for dx in range(max(0, xx - w_out + 1), min(kw - 1, xx) + 1):
-                    o = conv[y - dy, xx - dx]
-                    t = j
-                    while t + 4 <= end:
-                        v0 = val[s, t]
-                        v1 = val[s, t + 1]
-                        v2 = val[s, t + 2]
-                        v3 = val[s, t + 3]
-                        w0 = w[dy, dx, idx[s, t] % c_in]
-                        w1 = w[dy, dx, idx[s, t + 1] % c_in]
-                        w2 = w[dy, dx, idx[s, t + 2] % c_in]
-                        w3 = w[dy, dx, idx[s, t + 3] % c_in]
-                        for c in range(c_out):
-                            # Left to right: the same sum as four separate updates.
-                            o[c] = o[c] + v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
-                        t += 4
-                    while t < end:
-                        v0 = val[s, t]
-                        w0 = w[dy, dx, idx[s, t] % c_in]
-                        for c in range(c_out):
-                            o[c] += v0 * w0[c]
-                        t += 1
-            j = end
+        for p in range(height * width + 1):
+            while j < n and idx[s, j] // c_in < p:
+                j += 1
+            first[p] = j
+        for j in range(n):
+            channel[j] = idx[s, j] % c_in
+        for dy in range(kh):
+            for dx in range(kw):
+                wt = w[dy, dx]
+                for y in range(h_out):
+                    row = (y + dy) * width + dx
+                    for xx in range(w_out):
+                        t = first[row + xx]
+                        end = first[row + xx + 1]
+                        if t == end:
+                            continue
+                        o = conv[y, xx]
+                        while t + 4 <= end:
+                            v0 = val[s, t]
+                            v1 = val[s, t + 1]
+                            v2 = val[s, t + 2]
+                            v3 = val[s, t + 3]
+                            w0 = wt[channel[t]]
+                            w1 = wt[channel[t + 1]]
+                            w2 = wt[channel[t + 2]]
+                            w3 = wt[channel[t + 3]]
+                            for c in range(c_out):
+                                # Left to right: the same sum as four separate updates.
+                                o[c] = o[c] + v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
+                            t += 4
+                        while t < end:
+                            v0 = val[s, t]
+                            w0 = wt[channel[t]]
+                            for c in range(c_out):
+                                o[c] += v0 * w0[c]
+                            t += 1
         _pool_relu_one(conv, pool, relu, out[s])
 
 
@@ -250,35 +262,13 @@ def dense_dense_input(x, w, b, relu, out):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _group_by_row(idx, val, rows):
-    """Counting sort of the active `(sample, value)` pairs by input row."""
-    start = np.zeros(rows + 1, np.int64)
-    for s in range(idx.shape[0]):
-        for j in range(idx.shape[1]):
-            start[idx[s, j] + 1] += 1
-    for i in range(rows):
-        start[i + 1] += start[i]
-    fill = start[:-1].copy()
-    sample = np.empty(idx.size, np.int32)
-    value = np.empty(idx.size, np.float32)
-    # Samples in ascending order within a row, and rows visited in ascending order:
-    # each output then sums its active inputs by ascending index, as in the
-    # one-sample loop.
-    for s in range(idx.shape[0]):
-        for j in range(idx.shape[1]):
-            i = idx[s, j]
-            sample[fill[i]] = s
-            value[fill[i]] = val[s, j]
-            fill[i] += 1
-    return start, sample, value
-
-
-@numba.njit(**JIT_OPTIONS)
 def dense_sparse_input_rows(idx, val, w, b, relu, out):
     """`out = x @ w + b` for a sparse `x`, reading only the active rows of `w`.
 
-    For one sample this is k row reads; for a batch the active entries are grouped
-    by row first, so each row of `w` is read once however many samples use it.
+    Sample by sample, four active rows per pass over the output row, so the output
+    row is loaded and stored once per four rows. (Grouping a batch's active entries
+    by row, so that each row of `w` is read once per batch, measured slower: every
+    update then loads and stores an output row from an L2-sized batch output.)
 
     Args:
         idx: int32 `[B, k]`, ascending per sample.
@@ -292,24 +282,30 @@ def dense_sparse_input_rows(idx, val, w, b, relu, out):
     for s in range(idx.shape[0]):
         for c in range(units):
             out[s, c] = b[c]
-    if idx.shape[0] == 1:
-        o = out[0]
-        for j in range(idx.shape[1]):
-            v = val[0, j]
-            wr = w[idx[0, j]]
+    # Sample by sample, four active rows per pass over the output row: it is
+    # loaded and stored once per four rows (left-to-right sum: the same bits).
+    n = idx.shape[1]
+    for s in range(idx.shape[0]):
+        o = out[s]
+        j = 0
+        while j + 4 <= n:
+            v0 = val[s, j]
+            v1 = val[s, j + 1]
+            v2 = val[s, j + 2]
+            v3 = val[s, j + 3]
+            w0 = w[idx[s, j]]
+            w1 = w[idx[s, j + 1]]
+            w2 = w[idx[s, j + 2]]
+            w3 = w[idx[s, j + 3]]
             for c in range(units):
-                o[c] += v * wr[c]
-    else:
-        start, sample, value = _group_by_row(idx, val, w.shape[0])
-        for i in range(w.shape[0]):
-            if start[i] == start[i + 1]:
-                continue
-            wr = w[i]
-            for t in range(start[i], start[i + 1]):
-                v = value[t]
-                o = out[sample[t]]
-                for c in range(units):
-                    o[c] += v * wr[c]
+                o[c] = o[c] + v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
+            j += 4
+        while j < n:
+            v0 = val[s, j]
+            w0 = w[idx[s, j]]
+            for c in range(units):
+                o[c] += v0 * w0[c]
+            j += 1
     if relu:
         relu_inplace(out)
 

@@ -4,10 +4,11 @@
 `sparse_keras.models.build` uses) and compiles it into a short list of stages run by
 Numba kernels (`_kernels.py`; the stages are compiled in `_stages.py`):
 
-- a convolution fed by k-winners scatters each active input into the outputs it
-  reaches (work proportional to the winners, not to the input size);
-- a dense layer fed by k-winners reads only the active rows of its kernel, grouped by
-  row over the batch so that each row is read once per batch;
+- a convolution fed by k-winners adds, tap by tap, the active inputs each output sees
+  (work proportional to the winners, not to the input size; the tap's weights and
+  the sample's outputs stay in L1);
+- a dense layer fed by k-winners reads only the active rows of its kernel, four rows
+  per pass over a sample's output row;
 - k-winners is a radix select over the boosted values, picking exactly the set
   `tf.math.top_k` picks (ties to the lower index);
 - inference-mode batch normalisation is folded into the convolution or dense layer
