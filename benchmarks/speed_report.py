@@ -352,6 +352,21 @@ def render(meta: dict, e2e: list[dict], layers: dict, checks: list[dict]) -> str
     return "\n".join(lines)
 
 
+REPORT_HEAD = (
+    "# Speed report\n\nWritten by `benchmarks/speed_report.py` (issue 23); "
+    "docs/performance.md section 6 is generated from it "
+    "(`python benchmarks/speed_report.py --regenerate-doc`).\n\n"
+)
+
+
+def report_block(path: pathlib.Path) -> str:
+    """The generated block of a written report (the report less its heading)."""
+    text = path.read_text()
+    if not text.startswith(REPORT_HEAD):
+        raise ValueError(f"{path} is not a report written by benchmarks/speed_report.py.")
+    return text[len(REPORT_HEAD) :].rstrip("\n")
+
+
 def write_doc(block: str) -> None:
     text = DOC.read_text()
     section = f"{BEGIN}\n\n{block}\n\n{END}"
@@ -375,7 +390,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-checks", action="store_true", help="skip the class checks")
     parser.add_argument("--out", default=str(RESULTS / "speed_report.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--regenerate-doc",
+        action="store_true",
+        help="only rewrite the docs/performance.md section from the committed report",
+    )
     args = parser.parse_args(argv)
+    if args.regenerate_doc:
+        write_doc(report_block(pathlib.Path(args.out)))
+        print(f"wrote {DOC} from {args.out}")
+        return 0
     threads = os.cpu_count() or 1
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -464,14 +488,11 @@ def main(argv=None) -> int:
     if not args.no_write:
         out = pathlib.Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            "# Speed report\n\nWritten by `benchmarks/speed_report.py` (issue 23); "
-            "docs/performance.md section 6 is generated from it.\n\n" + block + "\n"
-        )
+        out.write_text(REPORT_HEAD + block + "\n")
         out.with_suffix(".json").write_text(
             json.dumps({"meta": meta, "e2e": e2e, "layers": layers, "checks": checks}, indent=1)
         )
-        write_doc(block)
+        write_doc(report_block(out))
         print(f"wrote {out} and {DOC}")
     return 0
 

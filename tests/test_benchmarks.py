@@ -135,3 +135,41 @@ def test_sparse_inference(data_dir):
     ), out
     # --no-write leaves the committed results alone.
     assert (REPO / "docs" / "performance.md").read_bytes() == before
+
+
+def test_speed_report(data_dir, tmp_path):
+    # One network, one batch, no checks; written to a temporary report, docs/ untouched
+    # (--no-write): the run prints its ratio line and the rendered tables.
+    out = run_script(
+        "speed_report.py",
+        "--networks",
+        "mnist_sparse_cnn2",
+        "--batches",
+        "2",
+        "--budget",
+        "0",
+        "--min-rounds",
+        "2",
+        "--no-xla",
+        "--no-checks",
+        "--no-write",
+        env={"SPARSE_KERAS_DATA": str(data_dir)},
+    )
+    assert re.search(rf"mnist_sparse_cnn2 batch 2: sparse {NUMBER} us/sample", out), out
+    assert re.search(rf"-> {NUMBER}x", out), out
+    assert "fraction of the multiply-count limit reached" in out
+
+
+def test_speed_report_section_matches_the_committed_report():
+    # docs/performance.md section 6 is the committed report's block, verbatim.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "speed_report", REPO / "benchmarks" / "speed_report.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.report_block(REPO / "benchmarks" / "results" / "speed_report.md")
+    text = (REPO / "docs" / "performance.md").read_text()
+    section = text.split(module.BEGIN, 1)[1].split(module.END, 1)[0]
+    assert section.strip() == block.strip()
