@@ -16,19 +16,8 @@ import math
 import keras
 import numpy as np
 
+from sparse_keras.compute.accounting import IDENTITY_AT_INFERENCE
 from sparse_keras.layers import KWinners
-
-# Layers that are the identity at inference.
-_IDENTITY_LAYERS = (
-    keras.layers.Dropout,
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-    keras.layers.SpatialDropout3D,
-    keras.layers.GaussianDropout,
-    keras.layers.GaussianNoise,
-    keras.layers.AlphaDropout,
-    keras.layers.ActivityRegularization,
-)
 
 _SUPPORTED = (
     "InputLayer, Conv2D/SparseConv2D (stride 1, 'valid', no dilation or groups), "
@@ -304,6 +293,14 @@ def _last_producer(stages: list[_Stage]) -> _Stage | None:
     return None
 
 
+def _kernel_and_bias(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
+    """A Conv2D's or Dense's float32 kernel and bias (zeros when it has none)."""
+    kernel = np.asarray(layer.kernel, np.float32)
+    if layer.use_bias:
+        return kernel, np.asarray(layer.bias, np.float32)
+    return kernel, np.zeros(kernel.shape[-1], np.float32)
+
+
 def _compile(model: keras.Model, weight_format: str) -> tuple[list[_Stage], tuple[int, ...]]:
     input_shape = tuple(model.inputs[0].shape[1:])
     if any(dim is None for dim in input_shape):
@@ -326,12 +323,7 @@ def _compile(model: keras.Model, weight_format: str) -> tuple[list[_Stage], tupl
             activation = _activation_name(layer)
             if activation not in ("linear", "relu"):
                 raise _unsupported(layer, f"activation {activation!r}")
-            kernel = np.asarray(layer.kernel, np.float32)
-            bias = (
-                np.asarray(layer.bias, np.float32)
-                if layer.use_bias
-                else np.zeros(kernel.shape[-1], np.float32)
-            )
+            kernel, bias = _kernel_and_bias(layer)
             stage = _Conv(kernel, bias, [layer.name], shape, relu=activation == "relu")
             shape = stage.output_shape()
             stages.append(stage)
@@ -341,12 +333,7 @@ def _compile(model: keras.Model, weight_format: str) -> tuple[list[_Stage], tupl
             activation = _activation_name(layer)
             if activation not in ("linear", "relu"):
                 raise _unsupported(layer, f"activation {activation!r}")
-            kernel = np.asarray(layer.kernel, np.float32)
-            bias = (
-                np.asarray(layer.bias, np.float32)
-                if layer.use_bias
-                else np.zeros(kernel.shape[1], np.float32)
-            )
+            kernel, bias = _kernel_and_bias(layer)
             # Only a layer fed by k-winners gets a sparse input; CSR helps nowhere else.
             fmt = weight_format if sparse_input else "rows"
             stages.append(
@@ -411,7 +398,7 @@ def _compile(model: keras.Model, weight_format: str) -> tuple[list[_Stage], tupl
                 raise _unsupported(layer, "channels_first flattening")
             stages.append(_Flatten([layer.name]))
             shape = (math.prod(shape),)
-        elif isinstance(layer, _IDENTITY_LAYERS):
+        elif isinstance(layer, IDENTITY_AT_INFERENCE):
             continue
         else:
             raise _unsupported(layer)

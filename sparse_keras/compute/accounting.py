@@ -33,10 +33,8 @@ from sparse_keras.layers import KWinners
 
 K_MODES = ("training", "inference")
 
-# Layers that pass values through unchanged (at inference) or only reshape them.
-_PASS_THROUGH = (
-    keras.layers.Flatten,
-    keras.layers.Reshape,
+# Layers that are the identity at inference (dropout and the like).
+IDENTITY_AT_INFERENCE = (
     keras.layers.Dropout,
     keras.layers.SpatialDropout1D,
     keras.layers.SpatialDropout2D,
@@ -46,6 +44,8 @@ _PASS_THROUGH = (
     keras.layers.AlphaDropout,
     keras.layers.ActivityRegularization,
 )
+# Layers that pass values through unchanged (at inference) or only reshape them.
+_PASS_THROUGH = (keras.layers.Flatten, keras.layers.Reshape, *IDENTITY_AT_INFERENCE)
 _POOLING = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D)
 
 
