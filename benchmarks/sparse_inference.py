@@ -44,12 +44,12 @@ import tensorflow as tf  # noqa: E402
 
 from sparse_keras import models  # noqa: E402
 from sparse_keras.compute import (  # noqa: E402
+    _stages,  # noqa: E402
     compare_with_keras,
     count_multiplies,
     simulate_trained_state,
     sparse_inference,
 )
-from sparse_keras.compute import inference as _inference  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "performance.md"
@@ -223,8 +223,8 @@ def hidden_alone(name, model, fast, inputs, batches, budget_s, rng):
     stage = fast.stages[stage_index]
     # The plain layer (batch norm of GSC nets folded in as the sparse stage has it).
     kernel, bias = stage.kernel, stage.bias
-    csr_stage = _inference._DenseLayer(kernel, bias, ["hidden"], weight_format="csr")
-    rows_stage = _inference._DenseLayer(kernel, bias, ["hidden"], weight_format="rows")
+    csr_stage = _stages._DenseLayer(kernel, bias, ["hidden"], weight_format="csr")
+    rows_stage = _stages._DenseLayer(kernel, bias, ["hidden"], weight_format="rows")
     w, b = tf.constant(kernel), tf.constant(bias)
     tf_fn = tf.function(lambda h: tf.nn.bias_add(tf.matmul(h, w), b))
     k_winners = model.get_layer("conv2_kwinners")
@@ -238,7 +238,7 @@ def hidden_alone(name, model, fast, inputs, batches, budget_s, rng):
             for s in fast.stages[:stage_index]:
                 h = s(h)
             sparse_inputs.append(h)
-            dense_inputs.append(tf.constant(_inference._dense(h)))
+            dense_inputs.append(tf.constant(_stages._dense(h)))
         cpu = {}
         times = time_interleaved(
             {"tf dense": tf_fn, "rows": rows_stage, "csr": csr_stage},
