@@ -1,9 +1,10 @@
 """Winner selection on the CPU: the k largest boosted values of each sample in linear time.
 
 Two Numba kernels share one radix select (`_kth_largest`):
-- `winner_mask`, the training-time selection of `KWinners` (used through
-  `sparse_keras.layers.winner_selection`): a 0/1 mask and the winners' counts per
-  channel for the duty cycles, the batch split over Numba's threads;
+- `winner_mask` / `winner_mask_serial`, the training-time selection of `KWinners`
+  (used through `sparse_keras.layers.winner_selection`): a 0/1 mask and the winners'
+  counts per channel for the duty cycles, the batch split over Numba's threads or
+  on the calling thread;
 - `kwinners`, the inference-time selection of the sparse inference path
   (`sparse_keras.compute.inference`): the winners as `(idx, val)`, ascending.
 
@@ -214,6 +215,13 @@ def _winner_mask(x, boost, k, chunks, mask, counts):
 # layer must not be entered concurrently. `parallel` splits the batch over numba's
 # own threads instead.
 winner_mask = numba.njit(cache=True, parallel=True)(_winner_mask)
+
+# The same kernel on the calling thread (`prange` is a plain `range` here; call it with
+# `chunks=1`). Waking Numba's threads from a TensorFlow thread costs about 150 µs of
+# CPU per call on the 2-core development VM, more than the whole selection takes below
+# about a million values (`sparse_keras.layers.winner_selection.PARALLEL_MIN_VALUES`).
+# No threading layer is entered, so it can release the GIL.
+winner_mask_serial = numba.njit(cache=True, nogil=True)(_winner_mask)
 
 
 def threads() -> int:

@@ -99,7 +99,12 @@ def train_pair(layer_args, input_shape, steps, seed):
         (dict(k=10, boost_strength=2.0, duty_cycle_period=30), (8, 60)),
     ],
 )
-def test_both_methods_train_identically(layer_args, input_shape):
+# Both kernel call paths: on the calling thread (these shapes are far below the
+# default PARALLEL_MIN_VALUES) and split over Numba's threads (threshold 0).
+@pytest.mark.parametrize("parallel_min", [None, 0])
+def test_both_methods_train_identically(layer_args, input_shape, parallel_min, monkeypatch):
+    if parallel_min is not None:
+        monkeypatch.setattr(winner_selection, "PARALLEL_MIN_VALUES", parallel_min)
     results = train_pair(layer_args, input_shape, steps=12, seed=3)
     for fast, reference in zip(results["numba"], results["top_k"], strict=True):
         for a, b in zip(fast, reference, strict=True):
@@ -197,3 +202,45 @@ def test_auto_keeps_top_k_where_an_accelerator_is_visible(monkeypatch):
     set_winner_selection("numba")  # the user asks for the kernel anyway
     assert winner_selection.use_cpu_kernel(x)
     assert not winner_selection.use_cpu_kernel(tf.zeros((2, 4), tf.float16))
+
+
+@pytest.mark.parametrize(
+    "batch, units, threads, chunks",
+    [
+        (4, 4608, 2, 1),  # MNIST conv1 k-winners at batch 4: 18,432 values
+        (64, 12544, 2, 1),  # GSC conv1 k-winners at batch 64: 802,816 < 2**20
+        (84, 12544, 2, 2),  # 1,053,696 >= 2**20 = 1,048,576: one part per thread
+        (1, 1 << 20, 4, 1),  # never more parts than samples
+        (3, 1 << 20, 4, 3),
+        (0, 4608, 2, 1),  # an empty batch
+    ],
+)
+def test_kernel_chunks_follow_the_documented_rule(batch, units, threads, chunks):
+    assert winner_selection.PARALLEL_MIN_VALUES == 1 << 20
+    assert winner_selection.kernel_chunks(batch, units, threads) == chunks
+
+
+@pytest.mark.parametrize("parallel_min, expected", [(None, "serial"), (0, "parallel")])
+def test_the_layer_calls_the_kernel_the_rule_picks(parallel_min, expected, monkeypatch):
+    if parallel_min is not None:
+        monkeypatch.setattr(winner_selection, "PARALLEL_MIN_VALUES", parallel_min)
+    calls = []
+    for name in ("winner_mask", "winner_mask_serial"):
+        kernel = getattr(_select, name)
+
+        def spy(x, boost, k, chunks, mask, counts, kernel=kernel, name=name):
+            calls.append((name, chunks))
+            return kernel(x, boost, k, chunks, mask, counts)
+
+        monkeypatch.setattr(_select, name, spy)
+    layer = KWinners(2, boost_strength=0.0)
+    x = np.array([[0.1, 0.9, 0.3, 0.5], [4.0, -1.0, 3.0, 2.0]], np.float32)
+    y = layer(x, training=True).numpy()
+    np.testing.assert_array_equal(y, x * np.array([[0, 1, 0, 1], [1, 0, 1, 0]], np.float32))
+    # Positive winners per unit over the batch of 2, folded into the duty cycles.
+    np.testing.assert_array_equal(layer.duty_cycles.numpy(), np.array([1, 1, 1, 1]) / 2)
+    assert layer.samples_seen.numpy() == 2.0
+    chunks = min(_select.threads(), 2)
+    assert calls == (
+        [("winner_mask_serial", 1)] if expected == "serial" else [("winner_mask", chunks)]
+    )

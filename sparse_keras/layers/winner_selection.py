@@ -4,9 +4,10 @@
 first k-winners layer of MNIST Sparse CNN-2 (64 samples of 4,608 units, k = 400)
 it costs several times the whole ReLU it replaces. Only the k-th largest boosted
 value of each sample is needed, which a radix select finds in linear time. The
-"numba" method runs that select (`sparse_keras._select.winner_mask`) in
-a `tf.numpy_function`, and also counts the winners for the duty cycles in the
-same pass. Both methods pick exactly the same winners, ties going to the lower
+"numba" method runs that select (`sparse_keras._select.winner_mask_serial`, or
+`winner_mask` over Numba's threads for calls of at least `PARALLEL_MIN_VALUES`
+values) in a `tf.numpy_function`, and also counts the winners for the duty cycles
+in the same pass; mask, counts and batch size come back as one array. Both methods pick exactly the same winners, ties going to the lower
 index.
 
 The numba method is a CPU-only training path: it is not used inside XLA
@@ -87,6 +88,30 @@ def _has_accelerator() -> bool:
     return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
 
 
+# Below this many values per call (batch x units) the kernel runs on the calling
+# thread: waking Numba's threads from a TensorFlow thread costs more CPU than it saves
+# (about 150 µs per call on the 2-core development VM, against 10-800 µs for the
+# selection itself at the Sparse CNN-2 shapes up to batch 64; see
+# docs/training_speed.md). From here on the dispatch is under a tenth of the work.
+PARALLEL_MIN_VALUES = 1 << 20
+
+
+def kernel_chunks(batch: int, units: int, threads: int | None = None) -> int:
+    """Into how many parts the kernel splits a batch: 1 (the calling thread) below
+    `PARALLEL_MIN_VALUES` values, else one per Numba thread (at most one per sample).
+
+    Args:
+        batch: Samples in the call.
+        units: Values per sample.
+        threads: Numba's thread count; `None` asks Numba (`sparse_keras._select.threads`).
+    """
+    if batch * units < PARALLEL_MIN_VALUES:
+        return 1
+    if threads is None:
+        threads = _kernels().threads()
+    return max(1, min(threads, batch))
+
+
 def cpu_winner_mask(
     inputs: tf.Tensor, boost: tf.Tensor, k: int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -107,30 +132,37 @@ def cpu_winner_mask(
     channels = int(boost.shape[0])
     positions = math.prod(inputs.shape[1:]) // channels
 
-    def select(values: np.ndarray, boost: np.ndarray):
+    def select(values: np.ndarray, boost: np.ndarray) -> np.ndarray:
+        # One flat output, [mask..., count..., batch size]: every further output of a
+        # numpy_function costs tens of µs of conversion, more than the SplitV below.
         # Reshaping here rather than in the graph saves TF ops, which cost more than
         # NumPy's views at these sizes.
         kernels = _kernels()
+        size = values.size
         batch = values.reshape((values.shape[0], positions, channels))
-        chunks = min(kernels.threads(), batch.shape[0])
-        mask = np.empty(batch.shape, np.float32)
+        chunks = kernel_chunks(batch.shape[0], positions * channels)
+        packed = np.empty(size + channels + 1, np.float32)
+        mask = packed[:size].reshape(batch.shape)
         counts = np.empty((chunks, channels), np.int32)
-        kernels.winner_mask(batch, boost, k, chunks, mask, counts)
-        count = counts.sum(axis=0).astype(np.float32)
-        return mask.reshape(values.shape), count, np.float32(values.shape[0])
+        if chunks == 1:
+            kernels.winner_mask_serial(batch, boost, k, 1, mask, counts)
+            packed[size:-1] = counts[0]
+        else:
+            kernels.winner_mask(batch, boost, k, chunks, mask, counts)
+            packed[size:-1] = counts.sum(axis=0)
+        packed[-1] = batch.shape[0]
+        return packed
 
     # A numpy_function has no gradient: the mask is a constant to backprop.
-    mask, count, batch_size = tf.numpy_function(
-        select,
-        [inputs, boost],
-        [tf.float32, tf.float32, tf.float32],
-        stateful=False,
-        name="winner_mask",
+    packed = tf.numpy_function(
+        select, [inputs, boost], tf.float32, stateful=False, name="winner_mask"
     )
+    packed.set_shape((None,))
+    mask, count, batch_size = tf.split(packed, [-1, channels, 1])
+    mask = tf.reshape(mask, tf.shape(inputs))
     mask.set_shape(inputs.shape)
     count.set_shape((channels,))
-    batch_size.set_shape(())
-    return mask, count, batch_size
+    return mask, count, tf.reshape(batch_size, ())
 
 
 def _kernels():
