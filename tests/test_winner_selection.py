@@ -65,7 +65,7 @@ def test_kernel_is_exact_when_the_previous_sample_misleads_its_guess():
     np.testing.assert_array_equal(mask, reference_mask(x, boost, 7))
 
 
-def train_pair(layer_args, input_shape, steps, seed):
+def train_pair(layer_args, input_shape, steps, seed, eager=False):
     """Trains the same KWinners with both methods; returns outputs, grads and state."""
     results = {}
     for method in ("top_k", "numba"):
@@ -74,7 +74,6 @@ def train_pair(layer_args, input_shape, steps, seed):
         rng = np.random.default_rng(seed)
         outputs, grads = [], []
 
-        @tf.function
         def step(x, g, layer=layer):
             with tf.GradientTape() as tape:
                 tape.watch(x)
@@ -82,6 +81,8 @@ def train_pair(layer_args, input_shape, steps, seed):
                 loss = tf.reduce_sum(y * g)
             return y, tape.gradient(loss, x)
 
+        if not eager:
+            step = tf.function(step)
         for _ in range(steps):
             x = tf.constant(awkward_inputs(rng, input_shape))
             g = tf.constant(rng.normal(size=input_shape).astype(np.float32))
@@ -102,10 +103,13 @@ def train_pair(layer_args, input_shape, steps, seed):
 # Both kernel call paths: on the calling thread (these shapes are far below the
 # default PARALLEL_MIN_VALUES) and split over Numba's threads (threshold 0).
 @pytest.mark.parametrize("parallel_min", [None, 0])
-def test_both_methods_train_identically(layer_args, input_shape, parallel_min, monkeypatch):
+# Eagerly as well: TF's graph optimiser turns a division by a constant into a multiply
+# by its reciprocal, eager mode does not; the duty cycles must agree in both.
+@pytest.mark.parametrize("eager", [False, True])
+def test_both_methods_train_identically(layer_args, input_shape, parallel_min, eager, monkeypatch):
     if parallel_min is not None:
         monkeypatch.setattr(winner_selection, "PARALLEL_MIN_VALUES", parallel_min)
-    results = train_pair(layer_args, input_shape, steps=12, seed=3)
+    results = train_pair(layer_args, input_shape, steps=12, seed=3, eager=eager)
     for fast, reference in zip(results["numba"], results["top_k"], strict=True):
         for a, b in zip(fast, reference, strict=True):
             np.testing.assert_array_equal(a, b)

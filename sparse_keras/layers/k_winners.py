@@ -199,10 +199,24 @@ class KWinners(keras.layers.Layer):
         training = bool(training) and self.trainable
         if training and winner_selection.use_cpu_kernel(inputs):
             # Same winners as below, in a fraction of top_k's time (see winner_selection).
-            mask, count, batch = winner_selection.cpu_winner_mask(
-                inputs, self.boost_factors(), self.k
+            if _replicas_to_sum():
+                mask, count, batch = winner_selection.cpu_winner_mask(
+                    inputs, self.boost_factors(), self.k
+                )
+                self._fold_counts(count, batch)
+                return inputs * mask
+            # One replica: the kernel call also computes the new duty cycles, exactly
+            # as update_duty_cycles would (its batch size cannot be negative).
+            mask, duty_cycles, samples_seen = winner_selection.cpu_winners_and_duty_cycles(
+                inputs,
+                self.boost_factors(),
+                self.k,
+                self.duty_cycles,
+                self.samples_seen,
+                self.duty_cycle_period,
             )
-            self._fold_counts(count, batch)
+            self.samples_seen.assign(samples_seen)
+            self.duty_cycles.assign(duty_cycles)
             return inputs * mask
         k = self.k if training else self.k_inference
         if k >= self.units:
@@ -247,7 +261,12 @@ class KWinners(keras.layers.Layer):
         # Whole winner counts: exact in float32 whatever order replicas add them in,
         # so the division below gives the same bits as on one device.
         count, batch = _sum_over_replicas(count, batch)
-        self.update_duty_cycles(count / self.positions_per_unit, batch)
+        # A multiply by the float32 reciprocal: what TF's graph optimiser makes of a
+        # division by a constant anyway, and now eager mode and the CPU kernel's fused
+        # update (winner_selection.cpu_winners_and_duty_cycles) compute the same bits.
+        self.update_duty_cycles(
+            count * winner_selection.per_unit_reciprocal(self.positions_per_unit), batch
+        )
 
     def update_duty_cycles(self, count, batch_size):
         """Folds one batch's winner counts into the duty cycles (SPEC §2).
@@ -319,14 +338,22 @@ def _sum_over_replicas(count: tf.Tensor, batch: tf.Tensor) -> tuple[tf.Tensor, t
     global batch into its duty cycles, bit-identically: the copies stay equal
     without any further synchronisation, and equal those of one device.
     """
-    # Decided while tracing: without a strategy, or with one replica, there is
-    # nothing to reduce and the training step gets no extra op.
-    if not tf.distribute.has_strategy():
+    if not _replicas_to_sum():
         return count, batch
     context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        # None: a cross-replica call (e.g. `layer(x, training=True)` directly under
-        # `strategy.scope()`) sees the whole batch and writes every copy itself.
-        return count, batch
     total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([count, batch[None]], 0))
     return total[:-1], total[-1]
+
+
+def _replicas_to_sum() -> bool:
+    """Whether winner counts must be summed over replicas (decided while tracing).
+
+    Without a strategy, or with one replica, there is nothing to reduce and the
+    training step gets no extra op. A cross-replica call (no replica context, e.g.
+    `layer(x, training=True)` directly under `strategy.scope()`) sees the whole
+    batch and writes every copy itself.
+    """
+    if not tf.distribute.has_strategy():
+        return False
+    context = tf.distribute.get_replica_context()
+    return context is not None and context.num_replicas_in_sync > 1

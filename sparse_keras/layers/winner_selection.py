@@ -112,6 +112,21 @@ def kernel_chunks(batch: int, units: int, threads: int | None = None) -> int:
     return max(1, min(threads, batch))
 
 
+def _select_into(values, boost, k, positions, channels, mask_out) -> np.ndarray:
+    """Runs the kernel on `values`, writing the mask to `mask_out` (a flat float32 view);
+    returns the int32 `(channels,)` counts of positive winners."""
+    kernels = _kernels()
+    batch = values.reshape((values.shape[0], positions, channels))
+    chunks = kernel_chunks(batch.shape[0], positions * channels)
+    mask = mask_out.reshape(batch.shape)
+    counts = np.empty((chunks, channels), np.int32)
+    if chunks == 1:
+        kernels.winner_mask_serial(batch, boost, k, 1, mask, counts)
+        return counts[0]
+    kernels.winner_mask(batch, boost, k, chunks, mask, counts)
+    return counts.sum(axis=0)
+
+
 def cpu_winner_mask(
     inputs: tf.Tensor, boost: tf.Tensor, k: int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -137,32 +152,86 @@ def cpu_winner_mask(
         # numpy_function costs tens of µs of conversion, more than the SplitV below.
         # Reshaping here rather than in the graph saves TF ops, which cost more than
         # NumPy's views at these sizes.
-        kernels = _kernels()
         size = values.size
-        batch = values.reshape((values.shape[0], positions, channels))
-        chunks = kernel_chunks(batch.shape[0], positions * channels)
         packed = np.empty(size + channels + 1, np.float32)
-        mask = packed[:size].reshape(batch.shape)
-        counts = np.empty((chunks, channels), np.int32)
-        if chunks == 1:
-            kernels.winner_mask_serial(batch, boost, k, 1, mask, counts)
-            packed[size:-1] = counts[0]
-        else:
-            kernels.winner_mask(batch, boost, k, chunks, mask, counts)
-            packed[size:-1] = counts.sum(axis=0)
-        packed[-1] = batch.shape[0]
+        packed[size:-1] = _select_into(values, boost, k, positions, channels, packed[:size])
+        packed[-1] = values.shape[0]
         return packed
 
     # A numpy_function has no gradient: the mask is a constant to backprop.
     packed = tf.numpy_function(
         select, [inputs, boost], tf.float32, stateful=False, name="winner_mask"
     )
+    return _unpacked(packed, inputs, channels)
+
+
+def cpu_winners_and_duty_cycles(
+    inputs: tf.Tensor,
+    boost: tf.Tensor,
+    k: int,
+    duty_cycles: tf.Tensor,
+    samples_seen: tf.Tensor,
+    duty_cycle_period: int,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`cpu_winner_mask` with the duty-cycle update of `KWinners.update_duty_cycles`
+    done in the same call: the new state comes back with the mask.
+
+    The update is the layer's, in the same float32 operations in the same order, so
+    it gives the same bits; it replaces about a dozen small TF ops per layer and
+    step, which at batch 4 cost more than the selection itself.
+
+    Args:
+        inputs, boost, k: As for `cpu_winner_mask`.
+        duty_cycles: float32 `(channels,)`, the current duty cycles.
+        samples_seen: float32 scalar, the samples seen so far.
+        duty_cycle_period: The layer's period, in samples.
+
+    Returns:
+        `(mask, new_duty_cycles, new_samples_seen)`.
+    """
+    channels = int(boost.shape[0])
+    positions = math.prod(inputs.shape[1:]) // channels
+    # Rank 4: one duty cycle per channel, each winner counting 1 / (height * width).
+    share = per_unit_reciprocal(positions if len(inputs.shape) == 4 else 1)
+    period_cap = np.float32(float(duty_cycle_period))  # as tf.minimum(float(period), ...)
+
+    def select(values, boost, duty, seen) -> np.ndarray:
+        size = values.size
+        packed = np.empty(size + channels + 1, np.float32)
+        counts = _select_into(values, boost, k, positions, channels, packed[:size])
+        # KWinners.update_duty_cycles, operation for operation (all float32).
+        batch = np.float32(values.shape[0])
+        samples = seen + batch
+        period = np.maximum(np.minimum(period_cap, samples), np.float32(1))
+        count = counts.astype(np.float32) * share
+        packed[size:-1] = (duty * (period - batch) + count) / period
+        packed[-1] = samples
+        return packed
+
+    packed = tf.numpy_function(
+        select,
+        [inputs, boost, duty_cycles, samples_seen],
+        tf.float32,
+        stateful=False,
+        name="winner_mask_and_duty_cycles",
+    )
+    return _unpacked(packed, inputs, channels)
+
+
+def per_unit_reciprocal(positions_per_unit: int) -> np.float32:
+    """`1 / positions_per_unit` rounded once to float32: a winner's share of a duty cycle
+    (`KWinners` multiplies its counts by it on every path)."""
+    return np.float32(1.0) / np.float32(positions_per_unit)
+
+
+def _unpacked(packed, inputs, channels):
     packed.set_shape((None,))
-    mask, count, batch_size = tf.split(packed, [-1, channels, 1])
-    mask = tf.reshape(mask, tf.shape(inputs))
+    mask, tail, last = tf.split(packed, [-1, channels, 1])
+    # Only the batch dimension can be unknown (KWinners.build): no Shape op needed.
+    mask = tf.reshape(mask, [-1, *inputs.shape[1:]])
     mask.set_shape(inputs.shape)
-    count.set_shape((channels,))
-    return mask, count, tf.reshape(batch_size, ())
+    tail.set_shape((channels,))
+    return mask, tail, tf.reshape(last, ())
 
 
 def _kernels():
