@@ -524,7 +524,7 @@ def test_gsc_models_are_listed_without_weights(env):
     assert info["dataset"] == "gsc" and not info["available"] and not info["files"]
     with pytest.raises(
         zoo.WeightsNotAvailableError,
-        match="Speech Commands.*The closest available model is '(gsc12v2|fsdd)_sparse_cnn2' "
+        match="Speech Commands.*The closest available model is 'gsc12v2_sparse_cnn2' "
         r"\(the same network.*python -m training.train --recipe gsc_sparse_cnn2",
     ):
         zoo.load("gsc_sparse_cnn2")
@@ -757,6 +757,12 @@ def test_committed_zoo_folders_match_the_registry_and_results(folder):
 @pytest.mark.parametrize(
     "folder", _checkout_folders() or [None], ids=lambda p: p.name if p else "none"
 )
+def data_subdir(metrics: dict) -> str:
+    from sparse_keras.data import gsc12v2
+
+    return gsc12v2.DATASET_SUBDIR if metrics["dataset"] == "gsc12v2" else metrics["dataset"]
+
+
 def test_committed_zoo_weights_reproduce_their_clean_accuracy(folder, data_dir):
     """The weights themselves, run on the real test set, give the accuracy the card claims.
 
@@ -770,8 +776,9 @@ def test_committed_zoo_weights_reproduce_their_clean_accuracy(folder, data_dir):
     metrics = json.loads((folder / "metrics.json").read_text())
     model = artifacts.model_from_config(config)
     model.load_weights(folder / "model.weights.h5")
+    # Each dataset finds its own folder under the data root (gsc12v2 lives in gsc_test_v0.02).
     report = robustness.evaluate(
-        model, metrics["dataset"], (0.0,), data_dir=data_dir / metrics["dataset"], progress=False
+        model, metrics["dataset"], (0.0,), data_dir=data_dir / data_subdir(metrics), progress=False
     )
     (correct,) = report.correct
     # Within one test example: the features of a clip or image may round differently
@@ -876,3 +883,62 @@ def test_publish_runbook_end_to_end(local_hub, env, tmp_path, monkeypatch, capsy
     # Publishing again without changes moves nothing: no new commit, the same pin.
     assert publish.main(commands[2]) == 0
     assert zoo_registry.get_entry(name, registry)["revision"] == entry["revision"]
+
+
+def _result_with_validation(results: pathlib.Path, recipe: str, seed: int, val: list[float]):
+    folder = results / recipe
+    folder.mkdir(parents=True, exist_ok=True)
+    history = [{"epoch": e, "val_accuracy": v} for e, v in enumerate(val)]
+    selected = max(range(len(val)), key=lambda e: (val[e], -e))
+    (folder / f"seed{seed}.json").write_text(
+        json.dumps({"seed": seed, "history": history, "selected_epoch": selected})
+    )
+
+
+def test_best_validation_seed_never_looks_at_the_test_set(tmp_path):
+    from sparse_keras.zoo import publishing
+
+    # Kept epochs: seed 0 at 0.88, seed 1 at 0.90, seed 2 at 0.90 (a tie: the lower seed).
+    _result_with_validation(tmp_path, "r", 0, [0.5, 0.88, 0.87])
+    _result_with_validation(tmp_path, "r", 1, [0.90, 0.6])
+    _result_with_validation(tmp_path, "r", 2, [0.7, 0.90])
+    assert publishing.best_validation_seed(tmp_path, "r") == (
+        1,
+        "the best validation accuracy (0.9000) of 3 seeds",
+    )
+    # MNIST-style runs record no validation accuracy: a clear error, not a guess.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "seed0.json").write_text(json.dumps({"seed": 0, "history": [{}]}))
+    with pytest.raises(FileNotFoundError, match="records a validation accuracy"):
+        publishing.best_validation_seed(tmp_path, "m")
+    with pytest.raises(ValueError, match="non-negative integer or 'best-val', got 'best'"):
+        zoo.package("r", "best", runs_dir=tmp_path, results_dir=tmp_path, zoo_dir=tmp_path)
+
+
+def test_package_cli_takes_best_val_or_a_seed(capsys):
+    import argparse
+
+    from sparse_keras.cli import zoo as zoo_cli_module
+
+    parser = argparse.ArgumentParser()
+    zoo_cli_module.add_packaging_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["package", "--recipe", "r", "--seed", "best-val"])
+    assert args.seed == "best-val"
+    assert parser.parse_args(["package", "--recipe", "r", "--seed", "3"]).seed == 3
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["package", "--recipe", "r", "--seed", "-1"])
+    assert exit_info.value.code == 2
+    assert "expected a non-negative integer or 'best-val', got '-1'" in capsys.readouterr().err
+
+
+def test_gsc12v2_cards_say_what_the_data_are():
+    for name in ("gsc12v2_sparse_cnn2", "gsc12v2_dense_cnn2", "gsc12v2_super_sparse_cnn2"):
+        folder = pathlib.Path(__file__).resolve().parents[1] / "zoo" / name
+        card = (folder / "README.md").read_text()
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert "official v0.02 12-class **test set**" in card and "re-split here by speaker" in card
+        assert "Table 2" in card and "**not comparable**" in card
+        # Chosen by validation: the packaged seed has the best kept validation accuracy.
+        assert metrics["seeds"]["packaged_because"].startswith("the best validation accuracy")
+        assert "chosen for the best validation accuracy" in card
+        assert metrics["selection"].startswith("epoch with the best validation accuracy")

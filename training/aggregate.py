@@ -260,6 +260,8 @@ def sparse_vs_dense_answer(
     p < 0.05; otherwise "not settled", with how many pairs differ significantly.
     """
     pairs = [(a, b) for a in sparse for b in dense if a in scores and b in scores]
+    if not scores:
+        return "not run yet"
     if not pairs or any(min(len(scores[a]), len(scores[b])) < 2 for a, b in pairs):
         return "not settled: needs at least 2 seeds of every network"
     results = [
@@ -441,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                 noise_curves(
                     _gsc12v2_recipes(convention),
                     images / f"{convention}_noise_curves.png",
-                    f"Speech Commands v0.02, white-noise blend ({convention.replace('_', ' ')})",
+                    "Speech Commands v0.02, white-noise blend, "
+                    + ("silence = zero clips" if convention == "gsc12v2" else "silence = recorded"),
                     args.results_dir,
                 )
                 for convention in GSC12V2_CONVENTIONS

@@ -30,6 +30,20 @@ def _folder(name_or_path: str) -> pathlib.Path:
     return root / name_or_path
 
 
+def _seed(text: str) -> int | str:
+    if text == "best-val":
+        return text
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer or 'best-val', got {text!r}"
+        )
+    return seed
+
+
 def _format(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -136,7 +150,13 @@ def add_packaging_commands(subparsers, parents=()) -> None:
         "package", parents=parents, help="make zoo/<name>/ from a finished training run"
     )
     p.add_argument("--recipe", required=True, help="recipe name, e.g. mnist_sparse_cnn2")
-    p.add_argument("--seed", type=int, required=True, help="seed of the run to package")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        required=True,
+        help="seed of the run to package, or best-val: the seed whose kept epoch has the best "
+        "validation accuracy (no test-set selection)",
+    )
     p.add_argument("--name", default=None, help="zoo name (default: the recipe name)")
     p.add_argument("--runs-dir", type=pathlib.Path, default=None, help="default: training/runs")
     p.add_argument(

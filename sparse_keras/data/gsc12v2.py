@@ -417,4 +417,14 @@ DATASET = pipeline.log_mel_dataset(
     # depends on the tree (the test-set archive's re-split or the full archive's list).
     test_size=None,
     test_clips="keyword and unknown test clips (no silence)",
+    note=(
+        "The data are real Speech Commands recordings, but not the paper's: the 4,890 clips of "
+        "the official v0.02 12-class **test set** (ten keywords, unknown words, background "
+        "silence), re-split here by speaker into train, validation and test "
+        "(`sparse_keras.data.gsc12v2`). Recipes `gsc12v2_<network>` follow the paper's "
+        "conventions (silence as all-zero clips, class balancing, augmentation, its features); "
+        "`gsc12v2_recorded_silence_<network>` use recorded background noise as silence. "
+        "The paper's Table 2 used v0.01 "
+        "and the ten digits: its numbers are **not comparable** with these and are not shown."
+    ),
 )

@@ -215,6 +215,7 @@ def make_metrics(
     source: str,
     package_command: str,
     packaged_with: dict[str, str],
+    seed_choice: str | None = None,
 ) -> dict[str, Any]:
     """The `metrics.json` of a zoo model, from the training results of its seed.
 
@@ -227,6 +228,8 @@ def make_metrics(
         source: Path of the results file, relative to the repository root.
         package_command: The command that packaged the folder.
         packaged_with: Package versions at packaging time.
+        seed_choice: Why this seed was packaged (e.g. "the best validation accuracy
+            (0.9045) of 2 seeds"), or None when it was simply asked for.
 
     Returns:
         A JSON-serialisable dict; every number is copied or derived from `result`.
@@ -257,6 +260,7 @@ def make_metrics(
         "recipe_config": result.get("recipe_config"),
         "seeds": {
             "packaged": result["seed"],
+            **({"packaged_because": seed_choice} if seed_choice else {}),
             "all": [
                 {
                     "seed": r["seed"],

@@ -424,7 +424,13 @@ def _recipe_training_lines(
             if recipe
             else "."
         ),
-        f"- Seed {metrics['seed']} (weights, mask and data order); kept: {metrics.get('selection') or 'last epoch'}"
+        f"- Seed {metrics['seed']}"
+        + (
+            f", chosen for {metrics['seeds']['packaged_because']}"
+            if metrics["seeds"].get("packaged_because")
+            else ""
+        )
+        + f" (weights, mask and data order); kept: {metrics.get('selection') or 'last epoch'}"
         + (
             f", epoch {metrics['selected_epoch']}"
             if metrics.get("selected_epoch") is not None

@@ -66,9 +66,41 @@ def package_command(recipe: str, seed: int, name: str | None) -> str:
     )
 
 
+BEST_VALIDATION = "best-val"
+
+
+def best_validation_seed(results_dir: PathLike, recipe: str) -> tuple[int, str]:
+    """The finished seed whose kept epoch has the best validation accuracy.
+
+    Chooses a zoo checkpoint without looking at the test set. Ties go to the lowest seed.
+
+    Returns:
+        `(seed, why)`: the seed and a phrase for the card, e.g. "the best validation
+        accuracy (0.9045) of 2 seeds".
+
+    Raises:
+        FileNotFoundError: no result file of the recipe records a validation accuracy.
+    """
+    candidates = []
+    for path in sorted(pathlib.Path(results_dir, recipe).glob("seed*.json")):
+        result = json.loads(path.read_text())
+        history, epoch = result.get("history") or [], result.get("selected_epoch")
+        if epoch is not None and epoch < len(history) and "val_accuracy" in history[epoch]:
+            candidates.append((-history[epoch]["val_accuracy"], result["seed"]))
+    if not candidates:
+        raise FileNotFoundError(
+            f"No result of recipe {recipe!r} in {results_dir} records a validation accuracy: "
+            f"{BEST_VALIDATION!r} needs runs that keep their best-validation epoch."
+        )
+    negative_accuracy, seed = min(candidates)
+    return seed, (
+        f"the best validation accuracy ({-negative_accuracy:.4f}) of {len(candidates)} seeds"
+    )
+
+
 def package(
     recipe: str,
-    seed: int,
+    seed: int | str,
     *,
     name: str | None = None,
     runs_dir: PathLike | None = None,
@@ -90,7 +122,8 @@ def package(
 
     Args:
         recipe: Recipe name, e.g. "mnist_sparse_cnn2".
-        seed: Seed of the run to package.
+        seed: Seed of the run to package, or "best-val" for the seed whose kept epoch
+            has the best validation accuracy (`best_validation_seed`).
         name: Zoo name; default the recipe name. It must start with the dataset the
             weights were trained on (`mnist_`, `gsc_`, ...).
         runs_dir: Folder of training runs; default the checkout's `training/runs`.
@@ -112,6 +145,11 @@ def package(
     results_dir = (
         pathlib.Path(results_dir) if results_dir else _checkout_path("training", "results")
     )
+    seed_choice = None
+    if seed == BEST_VALIDATION:
+        seed, seed_choice = best_validation_seed(results_dir, recipe)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or {BEST_VALIDATION!r}, got {seed!r}.")
     zoo_root = pathlib.Path(zoo_dir) if zoo_dir else _registry.zoo_dir()
     if zoo_root is None:
         raise FileNotFoundError("No zoo folder: pass zoo_dir or set " + _registry.ZOO_DIR_ENV + ".")
@@ -157,6 +195,7 @@ def package(
         artifacts.count_parameters(model, count_zeros="pruning" in result),
         source=_relative(result_file),
         package_command=package_command(recipe, seed, name),
+        seed_choice=seed_choice,
         packaged_with={
             "sparse_keras": sparse_keras.__version__,
             "keras": keras.__version__,
