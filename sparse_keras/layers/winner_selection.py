@@ -181,7 +181,9 @@ def cpu_winners_and_duty_cycles(
     step, which at batch 4 cost more than the selection itself.
 
     Args:
-        inputs, boost, k: As for `cpu_winner_mask`.
+        inputs: float32 `(batch, units)` or `(batch, height, width, channels)`.
+        boost: float32 `(channels,)`, the boost factor of every channel.
+        k: Winners per sample, `1 <= k < ` values per sample.
         duty_cycles: float32 `(channels,)`, the current duty cycles.
         samples_seen: float32 scalar, the samples seen so far.
         duty_cycle_period: The layer's period, in samples.
