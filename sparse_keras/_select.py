@@ -5,6 +5,7 @@ Two Numba kernels share one radix select (`_kth_largest`):
   (used through `sparse_keras.layers.winner_selection`): a 0/1 mask and the winners'
   counts per channel for the duty cycles, the batch split over Numba's threads or
   on the calling thread;
+- `all_finite`, the training path's check that a layer's inputs hold no NaN or Inf;
 - `kwinners`, the inference-time selection of the sparse inference path
   (`sparse_keras.compute.inference`): the winners as `(idx, val)`, ascending.
 
@@ -222,6 +223,18 @@ winner_mask = numba.njit(cache=True, parallel=True)(_winner_mask)
 # about a million values (`sparse_keras.layers.winner_selection.PARALLEL_MIN_VALUES`).
 # No threading layer is entered, so it can release the GIL.
 winner_mask_serial = numba.njit(cache=True, nogil=True)(_winner_mask)
+
+
+@numba.njit(**JIT_OPTIONS)
+def all_finite(x):
+    """Whether every value of `x` (float32, any shape, C order) is finite: one
+    vectorised pass, `v - v` being 0 for finite `v` and NaN for NaN and +-Inf."""
+    flat = x.reshape(x.size)
+    finite = True
+    for i in range(flat.shape[0]):
+        v = flat[i]
+        finite &= (v - v) == np.float32(0.0)
+    return finite
 
 
 def threads() -> int:

@@ -248,3 +248,33 @@ def test_the_layer_calls_the_kernel_the_rule_picks(parallel_min, expected, monke
     assert calls == (
         [("winner_mask_serial", 1)] if expected == "serial" else [("winner_mask", chunks)]
     )
+
+
+def test_all_finite_by_hand():
+    assert _select.all_finite(np.array([1.0, -0.0, 3e38, -1e-45], np.float32))
+    assert _select.all_finite(np.zeros((0, 3), np.float32))
+    for bad in (np.inf, -np.inf, np.nan):
+        x = np.ones((2, 3, 4), np.float32)
+        x[1, 2, 3] = bad
+        assert not _select.all_finite(x)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("shape", [(2, 4), (1, 4, 4, 1)])
+def test_the_kernel_path_refuses_non_finite_inputs(graph, shape):
+    # Only the kernel checks here: the layer leaves out TF's check_numerics on this path.
+    set_winner_selection("numba")
+    layer = KWinners(2, name="kw")
+    layer.build(shape)
+    call = lambda x: layer(x, training=True)  # noqa: E731
+    if graph:
+        call = tf.function(call)
+        assert "CheckNumerics" not in op_types(call, tf.TensorSpec(shape, tf.float32))
+        call(tf.ones(shape))
+        layer.samples_seen.assign(0.0)
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.ones(shape, np.float32)
+        x.flat[3] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match="KWinners layer 'kw' got NaN"):
+            call(tf.constant(x))
+    assert layer.samples_seen.numpy() == 0.0  # no duty-cycle update either

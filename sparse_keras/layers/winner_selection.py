@@ -88,6 +88,15 @@ def _has_accelerator() -> bool:
     return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
 
 
+NON_FINITE = "k-winners got NaN or Inf inputs"
+
+
+class NonFiniteInputError(tf.errors.InvalidArgumentError, ValueError):
+    """NaN or Inf inputs, raised inside the kernel's `numpy_function`: an
+    `InvalidArgumentError` when it runs eagerly, and a `ValueError`, which TensorFlow
+    turns into an `InvalidArgumentError` when it runs in a graph."""
+
+
 # Below this many values per call (batch x units) the kernel runs on the calling
 # thread: waking Numba's threads from a TensorFlow thread costs more CPU than it saves
 # (about 150 µs per call on the 2-core development VM, against 10-800 µs for the
@@ -112,10 +121,17 @@ def kernel_chunks(batch: int, units: int, threads: int | None = None) -> int:
     return max(1, min(threads, batch))
 
 
-def _select_into(values, boost, k, positions, channels, mask_out) -> np.ndarray:
+def _select_into(values, boost, k, positions, channels, mask_out, message) -> np.ndarray:
     """Runs the kernel on `values`, writing the mask to `mask_out` (a flat float32 view);
-    returns the int32 `(channels,)` counts of positive winners."""
+    returns the int32 `(channels,)` counts of positive winners.
+
+    Raises:
+        tf.errors.InvalidArgumentError: `message`, if `values` holds NaN or Inf (what
+            `tf.debugging.check_numerics` raises).
+    """
     kernels = _kernels()
+    if not kernels.all_finite(values):
+        raise NonFiniteInputError(None, None, message)
     batch = values.reshape((values.shape[0], positions, channels))
     chunks = kernel_chunks(batch.shape[0], positions * channels)
     mask = mask_out.reshape(batch.shape)
@@ -128,7 +144,7 @@ def _select_into(values, boost, k, positions, channels, mask_out) -> np.ndarray:
 
 
 def cpu_winner_mask(
-    inputs: tf.Tensor, boost: tf.Tensor, k: int
+    inputs: tf.Tensor, boost: tf.Tensor, k: int, message: str = NON_FINITE
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The training winners of `inputs`, found by the CPU kernel.
 
@@ -137,6 +153,7 @@ def cpu_winner_mask(
         boost: float32 `(channels,)`, the boost factor of every channel (of every
             unit for rank-2 input).
         k: Winners per sample, `1 <= k < ` values per sample.
+        message: The error's message if `inputs` holds NaN or Inf.
 
     Returns:
         `(mask, count, batch_size)`: float32 of `inputs`' shape, 1.0 at the winners
@@ -154,7 +171,8 @@ def cpu_winner_mask(
         # NumPy's views at these sizes.
         size = values.size
         packed = np.empty(size + channels + 1, np.float32)
-        packed[size:-1] = _select_into(values, boost, k, positions, channels, packed[:size])
+        counts = _select_into(values, boost, k, positions, channels, packed[:size], message)
+        packed[size:-1] = counts
         packed[-1] = values.shape[0]
         return packed
 
@@ -172,6 +190,7 @@ def cpu_winners_and_duty_cycles(
     duty_cycles: tf.Tensor,
     samples_seen: tf.Tensor,
     duty_cycle_period: int,
+    message: str = NON_FINITE,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """`cpu_winner_mask` with the duty-cycle update of `KWinners.update_duty_cycles`
     done in the same call: the new state comes back with the mask.
@@ -187,6 +206,7 @@ def cpu_winners_and_duty_cycles(
         duty_cycles: float32 `(channels,)`, the current duty cycles.
         samples_seen: float32 scalar, the samples seen so far.
         duty_cycle_period: The layer's period, in samples.
+        message: The error's message if `inputs` holds NaN or Inf.
 
     Returns:
         `(mask, new_duty_cycles, new_samples_seen)`.
@@ -200,7 +220,7 @@ def cpu_winners_and_duty_cycles(
     def select(values, boost, duty, seen) -> np.ndarray:
         size = values.size
         packed = np.empty(size + channels + 1, np.float32)
-        counts = _select_into(values, boost, k, positions, channels, packed[:size])
+        counts = _select_into(values, boost, k, positions, channels, packed[:size], message)
         # KWinners.update_duty_cycles, operation for operation (all float32).
         batch = np.float32(values.shape[0])
         samples = seen + batch
