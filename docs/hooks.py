@@ -9,7 +9,7 @@ Markdown still reads well on GitHub):
   by the same function that `python -m training.aggregate table1` uses to write
   `training/results/table1.md`.
 - `<!-- generated: table2 -->`: Table 2 (GSC) and its FSDD stand-in from the same results
-  folders, next to the paper's numbers (`sparse_keras.zoo.card.PAPER_RESULTS`).
+  folders, next to the paper's numbers (`training.paper.PAPER_RESULTS`).
 - `<!-- generated: train-step -->`: every run recorded in `benchmarks/results/train_step.md`
   by `python benchmarks/train_step.py --out ...`.
 
@@ -188,7 +188,7 @@ def _fmt(mean: float, std: float, digits: int) -> str:
 def table2_markdown() -> str:
     """GSC rows (ours where run, the paper's) and the FSDD stand-in rows."""
     aggregate = _training_modules()
-    from sparse_keras.zoo.card import PAPER_RESULTS
+    from training.paper import PAPER_RESULTS
 
     lines = [
         "| network | GSC seeds | GSC accuracy % (ours) | GSC accuracy % (paper) "

@@ -155,14 +155,14 @@ def test_gsc12v2_table_held_out_cells_by_hand(gsc_results):
         f"| {sparse_score.mean():,.0f} ± {sparse_score.std(ddof=1):,.0f} |"
     ) in held_out
     assert (
-        f"| Dense CNN-2 (dropout 0) | 0,1 | {dense_acc.mean():.2f} ± {dense_acc.std(ddof=1):.2f} |"
+        f"| Dense CNN-2 (dropout 0.0) | 0,1 | {dense_acc.mean():.2f} ± {dense_acc.std(ddof=1):.2f} |"
         in held_out
     )
     assert "| Super-Sparse CNN-2 | none | not run yet | not run yet |" in held_out
     # The per-level row: level 0 holds the clean accuracy (see `_state`).
     assert "| Sparse CNN-2 | 85.5 |" in held_out
     t, p = _welch_by_hand(sparse_score, dense_score)
-    assert f"| Sparse CNN-2 | Dense CNN-2 (dropout 0) | +7,500 | {t:.2f} | {p:.2g} |" in held_out
+    assert f"| Sparse CNN-2 | Dense CNN-2 (dropout 0.0) | +7,500 | {t:.2f} | {p:.2g} |" in held_out
     # The other convention has no runs: every cell says so.
     recorded = text.split("## The standard convention")[1].split("\n## ")[0]
     assert recorded.count("not run yet") == 2 * 4 * 2  # protocols x networks x cells

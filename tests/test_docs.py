@@ -253,7 +253,7 @@ NO_EXAMPLES = {
     "sparse_keras.validation": "internal argument checks; tests/test_hostile_inputs.py",
     "sparse_keras.zoo.artifacts": "packaging helpers for training/publish.py; tests/test_zoo.py",
     "sparse_keras.zoo.card": "model-card rendering; tests/test_zoo.py",
-    "sparse_keras.zoo.publishing": "Hub uploads (need a token and the network); tests/test_zoo.py",
+    "sparse_keras.zoo.checks": "zoo-folder validation; tests/test_zoo.py",
     "sparse_keras.zoo.registry": "registry file access; tests/test_zoo.py",
 }
 # Command-line modules: their commands run in tests/test_cli*.py and the pages' examples.

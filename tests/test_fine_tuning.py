@@ -25,6 +25,7 @@ from sparse_keras import KWinners, zoo
 from sparse_keras.callbacks import k_winners_layers
 from sparse_keras.data.mnist import normalize_images, read_idx
 from sparse_keras.zoo import registry as zoo_registry
+from training import packaging
 
 FASHION_MNIST = pathlib.Path(
     os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
@@ -39,7 +40,7 @@ def pretrained_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrained")
     hf_server.make_training_run(root, train_steps=3)
     registry = hf_server.empty_registry(root / "registry.json")
-    zoo.package(
+    packaging.package(
         "mnist_sparse_cnn2",
         0,
         name=NAME,

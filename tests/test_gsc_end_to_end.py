@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sparse_keras import zoo
-from sparse_keras.zoo import publishing
+from training import packaging
 from training import recipe as recipes
 from training import train
 
@@ -57,7 +57,7 @@ def test_gsc_sample_trains_scores_and_packages(tmp_path, sample_tree, monkeypatc
 
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps({"format_version": 1, "models": {}}))
-    folder = publishing.package(
+    folder = packaging.package(
         "gsc_sparse_cnn2", 0, runs_dir=runs, results_dir=results, zoo_dir=zoo_dir, registry=registry
     )
     assert sorted(p.name for p in folder.iterdir()) == [

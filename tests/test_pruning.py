@@ -131,11 +131,11 @@ def test_recipe_runs_end_to_end(tmp_path, data_dir, base_model):
     assert pruning.main(argv) == 0
 
     # The zoo packages the run as a Dense CNN-2 with pruned weights, counting real zeros.
-    from sparse_keras import zoo
+    from training import packaging
 
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps({"format_version": 1, "models": {}}))
-    folder = zoo.package(
+    folder = packaging.package(
         "mnist_pruned_cnn2_hidden30",
         5,
         name="mnist_pruned_cnn2",
@@ -144,6 +144,8 @@ def test_recipe_runs_end_to_end(tmp_path, data_dir, base_model):
         zoo_dir=tmp_path / "zoo",
         registry=registry,
     )
+    from sparse_keras import zoo
+
     zoo.check(folder, registry=registry)
     config = json.loads((folder / "config.json").read_text())
     assert config["arguments"]["name"] == NETWORK and config["name"] == "mnist_pruned_cnn2"

@@ -29,6 +29,7 @@ import hf_server  # noqa: E402
 from sparse_keras import zoo  # noqa: E402
 from sparse_keras.zoo import artifacts, hub  # noqa: E402
 from sparse_keras.zoo import registry as zoo_registry  # noqa: E402
+from training import packaging  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NAME = "mnist_tiny_cnn2"
@@ -41,7 +42,7 @@ def tiny_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_zoo")
     model = hf_server.make_training_run(root)
     registry = hf_server.empty_registry(root / "registry.json")
-    folder = zoo.package(
+    folder = packaging.package(
         "mnist_sparse_cnn2",
         0,
         name=NAME,
@@ -449,17 +450,15 @@ def test_embedded_models_equal_the_registry_and_the_zoo_folders():
 
 
 def test_refresh_embedded_copies_the_zoo_files(tiny_zoo, tmp_path):
-    from sparse_keras.zoo import publishing
-
     zoo_dir = tmp_path / "zoo"
     shutil.copytree(tiny_zoo["folder"], zoo_dir / "mnist_sparse_cnn2")
-    written = publishing.refresh_embedded(
+    written = packaging.refresh_embedded(
         zoo_dir, names=("mnist_sparse_cnn2",), embedded_dir=tmp_path / "embedded"
     )
     assert written == [tmp_path / "embedded" / "mnist_sparse_cnn2"]
     assert sorted(p.name for p in written[0].iterdir()) == sorted(zoo_registry.LOAD_FILES)
     with pytest.raises(ValueError, match="not embedded"):
-        publishing.refresh_embedded(zoo_dir, names=(NAME,), embedded_dir=tmp_path / "e")
+        packaging.refresh_embedded(zoo_dir, names=(NAME,), embedded_dir=tmp_path / "e")
 
 
 def test_committed_weights_are_stored_compressed():
@@ -603,10 +602,10 @@ def test_weights_trained_on_other_data_never_get_a_gsc_name(tmp_path):
         "zoo_dir": tmp_path / "zoo",
     }
     with pytest.raises(ValueError, match="must start with 'fsdd_'"):
-        zoo.package("fsdd_sparse_cnn2", 0, name="gsc_sparse_cnn2", registry=registry, **dirs)
+        packaging.package("fsdd_sparse_cnn2", 0, name="gsc_sparse_cnn2", registry=registry, **dirs)
     assert zoo_registry.read_registry(registry)["models"] == {}
 
-    folder = zoo.package("fsdd_sparse_cnn2", 0, registry=registry, **dirs)
+    folder = packaging.package("fsdd_sparse_cnn2", 0, registry=registry, **dirs)
     config = json.loads((folder / "config.json").read_text())
     assert config["dataset"] == "fsdd" and config["arguments"]["name"] == "gsc_sparse_cnn2"
     assert config["class_names"][2:] == [
@@ -697,7 +696,7 @@ def test_publish_checks_uploads_and_pins_the_commit(tiny_zoo, folder_copy, tmp_p
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingHfApi)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
 
-    commit = zoo.publish(folder_copy, registry=registry, token="hf_test")
+    commit = packaging.publish(folder_copy, registry=registry, token="hf_test")
     assert commit == "0123456789abcdef0123456789abcdef01234567"
     assert RecordingHfApi.calls[0] == ("init", "http://127.0.0.1:9", "hf_test")
     upload = RecordingHfApi.calls[-1][1]
@@ -707,7 +706,7 @@ def test_publish_checks_uploads_and_pins_the_commit(tiny_zoo, folder_copy, tmp_p
     RecordingHfApi.calls = []
     (folder_copy / "README.md").unlink()
     with pytest.raises(zoo.ZooCheckError, match="README.md is missing"):
-        zoo.publish(folder_copy, registry=registry)
+        packaging.publish(folder_copy, registry=registry)
     assert RecordingHfApi.calls == []
 
 
@@ -754,15 +753,15 @@ def test_committed_zoo_folders_match_the_registry_and_results(folder):
     assert entry["metrics"]["noise_score"] == result["noise_score"]
 
 
-@pytest.mark.parametrize(
-    "folder", _checkout_folders() or [None], ids=lambda p: p.name if p else "none"
-)
 def data_subdir(metrics: dict) -> str:
     from sparse_keras.data import gsc12v2
 
     return gsc12v2.DATASET_SUBDIR if metrics["dataset"] == "gsc12v2" else metrics["dataset"]
 
 
+@pytest.mark.parametrize(
+    "folder", _checkout_folders() or [None], ids=lambda p: p.name if p else "none"
+)
 def test_committed_zoo_weights_reproduce_their_clean_accuracy(folder, data_dir):
     """The weights themselves, run on the real test set, give the accuracy the card claims.
 
@@ -896,13 +895,11 @@ def _result_with_validation(results: pathlib.Path, recipe: str, seed: int, val: 
 
 
 def test_best_validation_seed_never_looks_at_the_test_set(tmp_path):
-    from sparse_keras.zoo import publishing
-
     # Kept epochs: seed 0 at 0.88, seed 1 at 0.90, seed 2 at 0.90 (a tie: the lower seed).
     _result_with_validation(tmp_path, "r", 0, [0.5, 0.88, 0.87])
     _result_with_validation(tmp_path, "r", 1, [0.90, 0.6])
     _result_with_validation(tmp_path, "r", 2, [0.7, 0.90])
-    assert publishing.best_validation_seed(tmp_path, "r") == (
+    assert packaging.best_validation_seed(tmp_path, "r") == (
         1,
         "the best validation accuracy (0.9000) of 3 seeds",
     )
@@ -910,18 +907,18 @@ def test_best_validation_seed_never_looks_at_the_test_set(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "seed0.json").write_text(json.dumps({"seed": 0, "history": [{}]}))
     with pytest.raises(FileNotFoundError, match="records a validation accuracy"):
-        publishing.best_validation_seed(tmp_path, "m")
+        packaging.best_validation_seed(tmp_path, "m")
     with pytest.raises(ValueError, match="non-negative integer or 'best-val', got 'best'"):
-        zoo.package("r", "best", runs_dir=tmp_path, results_dir=tmp_path, zoo_dir=tmp_path)
+        packaging.package("r", "best", runs_dir=tmp_path, results_dir=tmp_path, zoo_dir=tmp_path)
 
 
 def test_package_cli_takes_best_val_or_a_seed(capsys):
     import argparse
 
-    from sparse_keras.cli import zoo as zoo_cli_module
+    from training import publish
 
     parser = argparse.ArgumentParser()
-    zoo_cli_module.add_packaging_commands(parser.add_subparsers(dest="command"))
+    publish.add_packaging_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["package", "--recipe", "r", "--seed", "best-val"])
     assert args.seed == "best-val"
     assert parser.parse_args(["package", "--recipe", "r", "--seed", "3"]).seed == 3

@@ -27,18 +27,14 @@ import sys
 
 import numpy as np
 
+from training import paper
 from training.train import RESULTS_DIR, ROOT
 
-# Table 1 of the paper (SPEC §5): accuracy % (mean, std), noise score (mean, std).
+# Table 1 of the paper (SPEC §5): network -> (name, accuracy % (mean, std), noise score
+# (mean, std)), from training.paper, the one home of the paper's numbers.
 PAPER_TABLE1 = {
-    "mnist_dense_cnn1": ("Dense CNN-1", (99.14, 0.03), (74569, 3200)),
-    "mnist_dense_cnn2": ("Dense CNN-2", (99.31, 0.06), (97040, 2853)),
-    "mnist_sparse_cnn1": ("Sparse CNN-1", (98.41, 0.08), (100306, 1735)),
-    "mnist_sparse_cnn2": ("Sparse CNN-2", (99.09, 0.05), (103764, 1125)),
-    "mnist_dense_cnn2_sp3": ("Dense CNN-2 SP3", (99.13, 0.07), (100318, 2762)),
-    "mnist_sparse_cnn2_d3": ("Sparse CNN-2 D3", (98.89, 0.13), (102328, 1720)),
-    "mnist_sparse_cnn2_w1": ("Sparse CNN-2 W1", (98.2, 0.19), (100322, 2082)),
-    "mnist_sparse_cnn2_dsw": ("Sparse CNN-2 DSW", (98.92, 0.09), (70566, 2857)),
+    name: (row["label"], row["accuracy"], row["noise_score"])
+    for name, row in paper.table(1).items()
 }
 
 
@@ -165,10 +161,8 @@ def table1_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
 # networks keep the accuracy of dense ones and are more robust to noise); the datasets
 # differ, so the numbers are not comparable.
 PAPER_TABLE2 = {
-    "gsc_dense_cnn2": ("Dense CNN-2 (dropout 0)", (96.37, 0.37), (8730, 471)),
-    "gsc_dense_cnn2_dropout": ("Dense CNN-2 (dropout 0.5)", (95.69, 0.48), (7681, 368)),
-    "gsc_sparse_cnn2": ("Sparse CNN-2", (96.65, 0.21), (11233, 1013)),
-    "gsc_super_sparse_cnn2": ("Super-Sparse CNN-2", (96.57, 0.16), (10752, 942)),
+    name: (row["label"], row["accuracy"], row["noise_score"])
+    for name, row in paper.table(2).items()
 }
 
 
@@ -205,10 +199,7 @@ def fsdd_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
 
 
 GSC12V2_NETWORKS = {
-    "dense_cnn2": "Dense CNN-2 (dropout 0)",
-    "dense_cnn2_dropout": "Dense CNN-2 (dropout 0.5)",
-    "sparse_cnn2": "Sparse CNN-2",
-    "super_sparse_cnn2": "Super-Sparse CNN-2",
+    gsc_name.removeprefix("gsc_"): title for gsc_name, (title, _, _) in PAPER_TABLE2.items()
 }
 # recipe prefix -> (section title, what silence is)
 GSC12V2_CONVENTIONS = {

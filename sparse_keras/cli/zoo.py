@@ -1,7 +1,7 @@
-"""`sparse-keras zoo ...`: list, info, package, check, publish.
+"""`sparse-keras zoo ...`: list, info, check.
 
-`add_packaging_commands` is shared with `python -m training.publish`, so both spell the
-package/check/publish commands the same way.
+Making and publishing zoo folders is maintainer tooling: `python -m training.publish
+package|check|publish|embed` (`training/packaging.py`), which shares `add_check_command`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-
-from sparse_keras import _embedded  # file locations only
 
 # Nothing from `sparse_keras.zoo` at import time: importing it loads Keras (seconds),
 # which `--help` must not wait for. Each command imports what it uses.
@@ -28,20 +26,6 @@ def _folder(name_or_path: str) -> pathlib.Path:
             f"{name_or_path!r} is not a folder and there is no checkout zoo/ folder."
         )
     return root / name_or_path
-
-
-def _seed(text: str) -> int | str:
-    if text == "best-val":
-        return text
-    try:
-        seed = int(text)
-    except ValueError:
-        seed = -1
-    if seed < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a non-negative integer or 'best-val', got {text!r}"
-        )
-    return seed
 
 
 def _format(value, spec: str) -> str:
@@ -76,35 +60,15 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_package(args: argparse.Namespace) -> int:
-    from sparse_keras.zoo import publishing
-
-    folder = publishing.package(
-        args.recipe,
-        args.seed,
-        name=args.name,
-        runs_dir=args.runs_dir,
-        results_dir=args.results_dir,
-        zoo_dir=args.zoo_dir,
-        registry=args.registry,
-        repo_id=args.repo_id,
-    )
-    publishing.check(folder, registry=args.registry)
-    from sparse_keras.zoo import registry as _registry
-
-    print(f"packaged {folder} (checked; registry {_registry.registry_path(args.registry)} updated)")
-    return 0
-
-
 def _run_check(args: argparse.Namespace) -> int:
-    from sparse_keras.zoo import publishing
+    from sparse_keras.zoo import checks
 
     failed = 0
     for item in args.folders:
         folder = _folder(item)
         try:
-            publishing.check(folder, registry=args.registry)
-        except publishing.ZooCheckError as err:
+            checks.check(folder, registry=args.registry)
+        except checks.ZooCheckError as err:
             print(err)
             failed += 1
         else:
@@ -112,63 +76,19 @@ def _run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run_embed(args: argparse.Namespace) -> int:
-    from sparse_keras.zoo import publishing
-
-    for folder in publishing.refresh_embedded(args.zoo_dir, names=tuple(args.names)):
-        print(f"embedded {folder}")
-    return 0
-
-
-def _run_publish(args: argparse.Namespace) -> int:
-    from sparse_keras.zoo import publishing
-
-    folder = _folder(args.folder)
-    try:
-        commit = publishing.publish(
-            folder, registry=args.registry, repo_id=args.repo_id, private=args.private
-        )
-    except publishing.ZooCheckError as err:
-        print(f"{err}\nNothing was uploaded.")
-        return 1
-    print(f"uploaded {folder} as commit {commit}; the registry now pins that revision (commit it).")
-    return 0
-
-
 REGISTRY_HELP = "registry file (default: $SPARSE_KERAS_ZOO_REGISTRY or the package's registry.json)"
 
 
-def add_packaging_commands(subparsers, parents=()) -> None:
-    """Adds `package`, `check` and `publish` to an argparse sub-command group.
+def add_check_command(subparsers, parents=()) -> None:
+    """Adds `check` (validate zoo folders) to an argparse sub-command group.
+
+    Shared with the maintainers' `python -m training.publish`, so both spell it the same.
 
     Args:
         subparsers: The object returned by `ArgumentParser.add_subparsers()`.
         parents: Parsers whose options every command shares (e.g. `--verbose`).
     """
     parents = list(parents)
-    p = subparsers.add_parser(
-        "package", parents=parents, help="make zoo/<name>/ from a finished training run"
-    )
-    p.add_argument("--recipe", required=True, help="recipe name, e.g. mnist_sparse_cnn2")
-    p.add_argument(
-        "--seed",
-        type=_seed,
-        required=True,
-        help="seed of the run to package, or best-val: the seed whose kept epoch has the best "
-        "validation accuracy (no test-set selection)",
-    )
-    p.add_argument("--name", default=None, help="zoo name (default: the recipe name)")
-    p.add_argument("--runs-dir", type=pathlib.Path, default=None, help="default: training/runs")
-    p.add_argument(
-        "--results-dir", type=pathlib.Path, default=None, help="default: training/results"
-    )
-    p.add_argument(
-        "--zoo-dir", type=pathlib.Path, default=None, help="default: the checkout's zoo/"
-    )
-    p.add_argument("--repo-id", default=None, help="Hub repository (default: sparse-keras/<name>)")
-    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
-    p.set_defaults(func=_run_package)
-
     p = subparsers.add_parser(
         "check", parents=parents, help="validate zoo folders (card, metrics, weights, checksums)"
     )
@@ -181,50 +101,13 @@ def add_packaging_commands(subparsers, parents=()) -> None:
     p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_check)
 
-    p = subparsers.add_parser(
-        "publish",
-        parents=parents,
-        help="check, then upload a zoo folder to the Hugging Face Hub (token: HF_TOKEN)",
-    )
-    p.add_argument(
-        "folder",
-        metavar="NAME_OR_FOLDER",
-        help="zoo folder, or a zoo name (looked up in the checkout's zoo/)",
-    )
-    p.add_argument("--repo-id", default=None, help="Hub repository (default: the registry's)")
-    p.add_argument("--private", action="store_true", help="create the repository as private")
-    p.add_argument("--registry", default=None, help=REGISTRY_HELP)
-    p.set_defaults(func=_run_publish)
-
-    p = subparsers.add_parser(
-        "embed",
-        parents=parents,
-        help="copy the README models' zoo files into the package (sparse_keras/_embedded)",
-        description=(
-            "Copy config.json and model.weights.h5 of the models the package ships from zoo/ "
-            "into sparse_keras/_embedded/zoo/, so the wheel's copies equal the registry's. "
-            "`package` does this itself for those models."
-        ),
-    )
-    p.add_argument(
-        "names",
-        nargs="*",
-        metavar="NAME",
-        default=list(_embedded.EMBEDDED_MODELS),
-        help=f"models to copy (default: {' '.join(_embedded.EMBEDDED_MODELS)})",
-    )
-    p.add_argument(
-        "--zoo-dir", type=pathlib.Path, default=None, help="default: the checkout's zoo/"
-    )
-    p.set_defaults(func=_run_embed)
-
 
 def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
-    """Adds `sparse-keras zoo {list,info,package,check,publish}`."""
+    """Adds `sparse-keras zoo {list,info,check}`."""
     parents = list(parents)
     zoo = subparsers.add_parser(
         "zoo",
-        help="pretrained models: list, info, package, check, publish",
+        help="pretrained models: list, info, check",
         description="The pretrained model zoo. See docs/zoo.md.",
     )
     commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
@@ -235,5 +118,5 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="zoo name, e.g. mnist_sparse_cnn2")
     p.add_argument("--registry", default=None, help=REGISTRY_HELP)
     p.set_defaults(func=_run_info)
-    add_packaging_commands(commands, parents)
+    add_check_command(commands, parents)
     return zoo

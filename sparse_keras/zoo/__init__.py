@@ -9,7 +9,8 @@ and file checksums. `load` downloads through the Hub cache, refuses any file who
 differs, builds the network from its config (no code or pickles are downloaded) and
 loads the weights; without the Hub it falls back to a local copy (`$SPARSE_KERAS_ZOO_DIR`,
 the checkout's `zoo/`, or the copy of the README models shipped in the package).
-`package`, `check` and `publish` make, validate and upload zoo folders.
+`check` validates a zoo folder; making and publishing folders is maintainer tooling
+(`python -m training.publish`, `training/packaging.py`).
 """
 
 from sparse_keras.zoo.hub import (
@@ -20,7 +21,7 @@ from sparse_keras.zoo.hub import (
     list_models,
     load,
 )
-from sparse_keras.zoo.publishing import ZooCheckError, check, package, publish, register
+from sparse_keras.zoo.checks import ZooCheckError, check
 
 __all__ = [
     "ChecksumError",
@@ -31,7 +32,4 @@ __all__ = [
     "info",
     "list_models",
     "load",
-    "package",
-    "publish",
-    "register",
 ]

@@ -15,81 +15,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from sparse_keras import data, models
 
-# The paper's results (mean, std over 10 seeds): accuracy in %, noise score.
-PAPER_RESULTS: dict[str, dict[str, Any]] = {
-    "mnist_dense_cnn1": {
-        "table": 1,
-        "label": "Dense CNN-1",
-        "accuracy": (99.14, 0.03),
-        "noise_score": (74_569, 3_200),
-    },
-    "mnist_dense_cnn2": {
-        "table": 1,
-        "label": "Dense CNN-2",
-        "accuracy": (99.31, 0.06),
-        "noise_score": (97_040, 2_853),
-    },
-    "mnist_sparse_cnn1": {
-        "table": 1,
-        "label": "Sparse CNN-1",
-        "accuracy": (98.41, 0.08),
-        "noise_score": (100_306, 1_735),
-    },
-    "mnist_sparse_cnn2": {
-        "table": 1,
-        "label": "Sparse CNN-2",
-        "accuracy": (99.09, 0.05),
-        "noise_score": (103_764, 1_125),
-    },
-    "mnist_dense_cnn2_sp3": {
-        "table": 1,
-        "label": "Dense CNN-2 SP3",
-        "accuracy": (99.13, 0.07),
-        "noise_score": (100_318, 2_762),
-    },
-    "mnist_sparse_cnn2_d3": {
-        "table": 1,
-        "label": "Sparse CNN-2 D3",
-        "accuracy": (98.89, 0.13),
-        "noise_score": (102_328, 1_720),
-    },
-    "mnist_sparse_cnn2_w1": {
-        "table": 1,
-        "label": "Sparse CNN-2 W1",
-        "accuracy": (98.2, 0.19),
-        "noise_score": (100_322, 2_082),
-    },
-    "mnist_sparse_cnn2_dsw": {
-        "table": 1,
-        "label": "Sparse CNN-2 DSW",
-        "accuracy": (98.92, 0.09),
-        "noise_score": (70_566, 2_857),
-    },
-    "gsc_dense_cnn2": {
-        "table": 2,
-        "label": "Dense CNN-2 (dropout 0.0)",
-        "accuracy": (96.37, 0.37),
-        "noise_score": (8_730, 471),
-    },
-    "gsc_dense_cnn2_dropout": {
-        "table": 2,
-        "label": "Dense CNN-2 (dropout 0.5)",
-        "accuracy": (95.69, 0.48),
-        "noise_score": (7_681, 368),
-    },
-    "gsc_sparse_cnn2": {
-        "table": 2,
-        "label": "Sparse CNN-2",
-        "accuracy": (96.65, 0.21),
-        "noise_score": (11_233, 1_013),
-    },
-    "gsc_super_sparse_cnn2": {
-        "table": 2,
-        "label": "Super-Sparse CNN-2",
-        "accuracy": (96.57, 0.16),
-        "noise_score": (10_752, 942),
-    },
-}
 
 def dataset_facts(dataset: str) -> dict[str, Any]:
     """What a card says about its data: the dataset descriptor's hub id, title, task,
@@ -127,21 +52,6 @@ TAGS = [
     "how-can-we-be-so-dense",
     "tensorflow",
 ]
-
-
-def paper_result(
-    network: str, overrides: dict[str, Any] | None = None, dataset: str | None = None
-) -> dict[str, Any] | None:
-    """The paper's row for a network (GSC Dense CNN-2 with dropout 0.5 has its own).
-
-    None when the weights were trained on other data than the paper's for that network
-    (e.g. a GSC network trained on FSDD): those numbers would not be comparable.
-    """
-    if dataset is not None and not network.startswith(f"{dataset}_"):
-        return None
-    if network == "gsc_dense_cnn2" and (overrides or {}).get("dropout"):
-        return PAPER_RESULTS["gsc_dense_cnn2_dropout"]
-    return PAPER_RESULTS.get(network)
 
 
 def describe_network(network_config: models.NetworkConfig) -> list[str]:
@@ -227,13 +137,26 @@ def _percent(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """The full `README.md` of a zoo model: YAML header and prose.
+TEMPLATE = pathlib.Path(__file__).with_name("card_template.md")
+
+
+def render(
+    name: str,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    title: str,
+    paper: dict[str, Any] | None = None,
+) -> str:
+    """The full `README.md` of a zoo model: YAML header and prose, from `card_template.md`.
 
     Args:
         name: Zoo name.
         config: Its `config.json`.
         metrics: Its `metrics.json`.
+        title: The network's name in prose, e.g. "Sparse CNN-2".
+        paper: The paper's row for this network and data, with keys `table`, `label`,
+            `accuracy` and `noise_score` (mean, std), or None when the paper has no
+            comparable number (other data).
 
     Returns:
         The card text.
@@ -243,76 +166,91 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
     network_config = models.get_config(
         network, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     )
-    paper = paper_result(network, overrides, metrics["dataset"])
     dataset = dataset_facts(metrics["dataset"])
-    recipe = metrics.get("recipe_config") or {}
-    seeds = metrics["seeds"]
-    max_score = metrics["max_score"]
-    title = (paper_result(network, overrides) or {}).get("label", network)
     # A magnitude-pruned checkpoint (training/pruning.py) of a Table 3 network.
     pruning = metrics.get("pruning")
     if pruning:
         title = f"{title}, magnitude-pruned ({pruning['target']})"
-
-    lines = [
-        f"# {name}",
-        "",
-        (
+    model = ModelCard.from_template(
+        card_data(name, config, metrics),
+        template_path=str(TEMPLATE),
+        name=name,
+        intro=(
             _pruned_intro(dataset["title"], title, pruning)
             if pruning
-            else f"**{dataset['title']} {title}** from *How Can We Be So Dense? The Benefits of Using Highly "
-            "Sparse Representations* (Ahmad & Scheinkman, 2019, arXiv:1903.11257), reproduced in Keras 3 "
-            "with `sparse_keras`: convolutional layers followed by k-winners-take-all activations with "
-            "boosting, and a hidden layer whose weights keep a fixed random fraction of their inputs."
+            else f"**{dataset['title']} {title}** from *How Can We Be So Dense? The Benefits of "
+            "Using Highly Sparse Representations* (Ahmad & Scheinkman, 2019, arXiv:1903.11257), "
+            "reproduced in Keras 3 with `sparse_keras`: convolutional layers followed by "
+            "k-winners-take-all activations with boosting, and a hidden layer whose weights keep "
+            "a fixed random fraction of their inputs."
         ),
-        "",
-        *([dataset["note"], ""] if dataset.get("note") else []),
-        "## Model",
-        "",
-        f"Network `{network}` (the paper's Table 3), built by `sparse_keras.models.build` from "
-        "`config.json` (no code is stored in this repository; `model.weights.h5` holds weights only):",
-        "",
-        *[f"- {line}" for line in describe_network(network_config)],
-        "",
-    ]
-    if overrides:
-        lines += [f"Changed from Table 3 for this checkpoint: `{overrides}`.", ""]
-    lines += (
-        _pruned_model_lines(metrics, pruning)
-        if pruning
-        else [
-            f"- Parameters: {metrics['parameters']:,} trainable, of which {metrics['nonzero_parameters']:,} "
-            "are non-zero (weights outside the masks are exactly 0 and stay 0 when fine-tuning).",
-            "- Saved state besides weights: the sparse masks, each k-winners layer's duty cycles, boost "
-            "strength and sample count.",
-        ]
+        note=dataset.get("note"),
+        network=network,
+        network_lines="\n".join(f"- {line}" for line in describe_network(network_config)),
+        overrides=overrides,
+        model_lines="\n".join(
+            _pruned_model_lines(metrics, pruning)
+            if pruning
+            else [
+                f"- Parameters: {metrics['parameters']:,} trainable, of which "
+                f"{metrics['nonzero_parameters']:,} are non-zero (weights outside the masks are "
+                "exactly 0 and stay 0 when fine-tuning).",
+                "- Saved state besides weights: the sparse masks, each k-winners layer's duty "
+                "cycles, boost strength and sample count.",
+            ]
+        ),
+        input_name=config["input"]["name"],
+        input_shape=", ".join(map(str, config["input"]["shape"])),
+        preprocessing=config["preprocessing"]["description"],
+        num_classes=config["output"]["num_classes"],
+        class_names=", ".join(config["class_names"]),
+        training_lines="\n".join(
+            _pruned_training_lines(metrics, pruning)
+            if pruning
+            else _recipe_training_lines(
+                metrics, metrics.get("recipe_config") or {}, network_config.boost_strength_factor
+            )
+        ),
+        versions=", ".join(f"{k} {v}" for k, v in (metrics.get("versions") or {}).items()),
+        noise_protocol=dataset["noise"],
+        max_score=f"{metrics['max_score']:,}",
+        result_rows="\n".join(_result_rows(metrics, pruning, paper)),
+        level_table="\n".join(
+            [
+                "| noise level | "
+                + " | ".join(f"{level:.2f}" for level in metrics["noise_levels"])
+                + " |",
+                "|---|" + "---|" * len(metrics["noise_levels"]),
+                "| accuracy (%) | "
+                + " | ".join(f"{100 * a:.1f}" for a in metrics["noise_accuracy"])
+                + " |",
+            ]
+        ),
+        source=metrics["source"],
+        fine_tuning=(
+            "The pruned weights are plain zeros, with no mask to keep them there: fine-tuning "
+            "with `model.fit` makes them non-zero again, unless you prune again "
+            "(`training/pruning.py` of sparse_keras) or zero them after each step yourself."
+            if pruning
+            else "Fine-tuning keeps the masks exact and continues the duty cycles from their "
+            "saved values; `docs/fine_tuning.md` of sparse_keras shows how to replace the "
+            "classifier head."
+        ),
+        title=title,
+        dataset_title=dataset["title"],
+        citation=CITATION,
     )
-    lines += [
-        f"- Input: `{config['input']['name']}`, float32 `[batch, {', '.join(map(str, config['input']['shape']))}]`. "
-        f"{config['preprocessing']['description']}",
-        f"- Output: {config['output']['num_classes']} logits (apply a softmax for probabilities); "
-        f"classes {', '.join(config['class_names'])}.",
-        "",
-        "## Training",
-        "",
-    ]
-    lines += (
-        _pruned_training_lines(metrics, pruning)
-        if pruning
-        else _recipe_training_lines(metrics, recipe, network_config.boost_strength_factor)
-    )
-    lines += [
-        "- Versions: "
-        + ", ".join(f"{k} {v}" for k, v in (metrics.get("versions") or {}).items())
-        + ".",
-        "",
-        "## Results",
-        "",
-        f"Noise protocol (as in the paper): {dataset['noise']}.",
-        "",
-        f"| | clean test accuracy (%) | noise score (max {max_score:,}) |",
-        "|---|---|---|",
-        f"| this checkpoint (seed {metrics['seed']}) | {_percent(metrics['clean_accuracy'])} | {metrics['noise_score']:,} |",
+    return str(model)
+
+
+def _result_rows(
+    metrics: dict[str, Any], pruning: dict[str, Any] | None, paper: dict[str, Any] | None
+) -> list[str]:
+    """The results table's rows: this checkpoint, its recipe's seeds, the paper's."""
+    seeds = metrics["seeds"]
+    rows = [
+        f"| this checkpoint (seed {metrics['seed']}) | {_percent(metrics['clean_accuracy'])} "
+        f"| {metrics['noise_score']:,} |"
     ]
     protocols = seeds.get("protocols")
     if protocols:
@@ -322,75 +260,25 @@ def render(name: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
             ("paper", "paper protocol: best **test-set** epoch, population std"),
         ):
             acc, score = protocols[protocol]["clean_accuracy"], protocols[protocol]["noise_score"]
-            lines.append(
+            rows.append(
                 f"| this recipe, {count} ({label}) | {_percent(acc['mean'])} ± {_percent(acc['std'])} "
                 f"| {score['mean']:,.0f} ± {score['std']:,.0f} |"
             )
     elif len(seeds["all"]) > 1:
         acc, score = seeds["clean_accuracy"], seeds["noise_score"]
-        lines.append(
-            f"| this recipe, {len(seeds['all'])} seeds (mean ± std) | {_percent(acc['mean'])} ± {_percent(acc['std'])} "
-            f"| {score['mean']:,.0f} ± {score['std']:,.0f} |"
+        rows.append(
+            f"| this recipe, {len(seeds['all'])} seeds (mean ± std) | {_percent(acc['mean'])} "
+            f"± {_percent(acc['std'])} | {score['mean']:,.0f} ± {score['std']:,.0f} |"
         )
     if pruning:
-        lines += _pruned_result_rows(pruning)
+        rows += _pruned_result_rows(pruning)
     if paper:
         (acc_mean, acc_std), (score_mean, score_std) = paper["accuracy"], paper["noise_score"]
-        lines.append(
+        rows.append(
             f"| paper, Table {paper['table']} {paper['label']}{', unpruned' if pruning else ''} "
             f"(10 seeds, mean ± std) | {acc_mean} ± {acc_std} | {score_mean:,} ± {score_std:,} |"
         )
-    lines += [
-        "",
-        "Accuracy at each noise level:",
-        "",
-        "| noise level | " + " | ".join(f"{level:.2f}" for level in metrics["noise_levels"]) + " |",
-        "|---|" + "---|" * len(metrics["noise_levels"]),
-        "| accuracy (%) | "
-        + " | ".join(f"{100 * a:.1f}" for a in metrics["noise_accuracy"])
-        + " |",
-        "",
-        "All numbers come from `metrics.json`, copied from the training run's "
-        f"`{metrics['source']}`.",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "import sparse_keras.zoo",
-        "",
-        f'model = sparse_keras.zoo.load("{name}")  # downloads, verifies sha256, builds, loads weights',
-        "logits = model(features)  # features preprocessed as described above",
-        "```",
-        "",
-        (
-            "The pruned weights are plain zeros, with no mask to keep them there: fine-tuning with "
-            "`model.fit` makes them non-zero again, unless you prune again (`training/pruning.py` "
-            "of sparse_keras) or zero them after each step yourself."
-            if pruning
-            else "Fine-tuning keeps the masks exact and continues the duty cycles from their saved values; "
-            "`docs/fine_tuning.md` of sparse_keras shows how to replace the classifier head."
-        ),
-        "",
-        "## Intended use and limits",
-        "",
-        f"- A research artifact: the paper's {title} trained on {dataset['title']}, for "
-        "studying sparse representations, their robustness to noise, and as a starting point for "
-        "fine-tuning. It is not meant for production decisions.",
-        "- Robustness is measured only under the noise protocol above; it says nothing about other "
-        "corruptions, adversarial inputs or data unlike the training set.",
-        "- Inputs must be preprocessed exactly as described; other normalisations or sizes give "
-        "meaningless outputs.",
-        "- The sparse networks run no faster than dense ones in Keras/TensorFlow: the zeros are "
-        "stored and multiplied like any other weight.",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-        "",
-    ]
-    return f"---\n{card_data(name, config, metrics).to_yaml()}\n---\n\n" + "\n".join(lines)
+    return rows
 
 
 def _recipe_training_lines(
