@@ -65,6 +65,23 @@ def test_required_dependencies_leave_out_tensorflow_io():
     assert "scipy" in _extras()["reproduce"]  # training.aggregate needs it
 
 
+def test_every_required_dependency_is_imported_by_the_package():
+    """A required dependency that only training/ or the tests use belongs in an extra."""
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    required = [
+        re.split(r"[<>=!\[ ]", line.strip())[0]
+        for line in config["options"]["install_requires"].strip().splitlines()
+    ]
+    source = "\n".join(p.read_text() for p in (REPO / "sparse_keras").rglob("*.py"))
+    unused = [
+        name
+        for name in required
+        if not re.search(rf"^\s*(import|from) {name.replace('-', '_')}\b", source, re.MULTILINE)
+    ]
+    assert unused == []
+
+
 def test_license_and_attributions():
     license_text = (REPO / "LICENSE").read_text()
     assert license_text.startswith("MIT License")
