@@ -287,14 +287,7 @@ def load(
         paths,
         labels,
         lambda path: load_waveform(path, align),
-        shuffle=shuffle,
-        batch_size=batch_size,
-        augment=augment,
-        seed=seed,
-        class_balanced=class_balanced,
-        return_waveforms=return_waveforms,
-        cache=cache,
-        drop_remainder=drop_remainder,
+        **pipeline.loader_options(locals()),
     )
 
 

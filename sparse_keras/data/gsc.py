@@ -359,14 +359,7 @@ def load(
         silence=n_silence,
         silence_label=SILENCE_LABEL,
         silence_clips=excerpts,
-        shuffle=shuffle,
-        batch_size=batch_size,
-        augment=augment,
-        seed=seed,
-        class_balanced=class_balanced,
-        return_waveforms=return_waveforms,
-        cache=cache,
-        drop_remainder=drop_remainder,
+        **pipeline.loader_options(locals()),
     )
 
 

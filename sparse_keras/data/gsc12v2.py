@@ -397,14 +397,7 @@ def load(
         pipeline.read_clip,
         silence=pipeline.silence_count(split, len(paths), silence_fraction),
         silence_label=SILENCE_LABEL,
-        shuffle=shuffle,
-        batch_size=batch_size,
-        augment=augment,
-        seed=seed,
-        class_balanced=class_balanced,
-        return_waveforms=return_waveforms,
-        cache=cache,
-        drop_remainder=drop_remainder,
+        **pipeline.loader_options(locals()),
     )
 
 

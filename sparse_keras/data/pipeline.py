@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -181,6 +182,25 @@ def read_clip(path: tf.Tensor) -> tf.Tensor:
         path: Scalar string tensor, a mono 16-bit WAV file at 16 kHz.
     """
     return audio.fix_length(wav.decode_wav(path, audio.SAMPLE_RATE))
+
+
+# The loaders' (`gsc.load`, `gsc12v2.load`, `fsdd.load`) arguments that `clip_dataset`
+# takes as they are.
+LOADER_OPTIONS = (
+    "shuffle",
+    "batch_size",
+    "augment",
+    "seed",
+    "class_balanced",
+    "return_waveforms",
+    "cache",
+    "drop_remainder",
+)
+
+
+def loader_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The `LOADER_OPTIONS` among a loader's arguments (pass the loader's `locals()`)."""
+    return {name: arguments[name] for name in LOADER_OPTIONS}
 
 
 def clip_dataset(
