@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from sparse_keras import zoo
-from training import packaging
+from training import packaging, train
 from training import recipe as recipes
-from training import train
 
 
 @pytest.fixture(scope="module")
