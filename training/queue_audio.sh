@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# Trains the three GSC architectures on FSDD (real spoken digits), seeds 0-2, resumably.
-#   nohup bash training/queue_audio.sh > training/logs/audio.log 2>&1 &
+# Trains the four GSC networks on FSDD (real spoken digits), seeds 0-2, resumably
+# (training/run_queue.sh). Run from the repository root:
+#   mkdir -p training/logs && nohup bash training/queue_audio.sh > training/logs/audio.log 2>&1 &
+# Then: python -m training.aggregate fsdd
 set -u
-extra_args=("$@")
-# Wait for a run of this queue that an earlier copy of it left going (resuming the same
-# run twice at once would corrupt its checkpoint).
-wait_for_running() { while pgrep -f "training.train --recipe $1" > /dev/null; do sleep 20; done; }
+plan=()
 for seed in 0 1 2; do
-  for recipe in fsdd_sparse_cnn2 fsdd_dense_cnn2 fsdd_super_sparse_cnn2; do
-    [ -f "training/results/$recipe/seed$seed.json" ] && continue
-    wait_for_running "$recipe"
-    python -m training.train --recipe "$recipe" --first-seed "$seed" --seeds 1 --verbose 2 "${extra_args[@]}"
+  for network in sparse_cnn2 dense_cnn2 super_sparse_cnn2 dense_cnn2_dropout; do
+    plan+=("fsdd_${network}:$seed")
   done
 done
+exec bash "$(dirname "$0")/run_queue.sh" "${plan[@]}" -- "$@"

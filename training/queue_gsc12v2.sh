@@ -6,7 +6,6 @@
 #   mkdir -p training/logs && nohup bash training/queue_gsc12v2.sh > training/logs/gsc12v2.log 2>&1 &
 # Then: python -m training.aggregate gsc12v2
 set -u
-extra_args=("$@")
 networks="sparse_cnn2 dense_cnn2 super_sparse_cnn2 dense_cnn2_dropout"
 plan=()
 for convention in gsc12v2 gsc12v2_recorded_silence; do
@@ -14,12 +13,4 @@ for convention in gsc12v2 gsc12v2_recorded_silence; do
     for network in $networks; do plan+=("${convention}_${network}:$seed"); done
   done
 done
-# Wait for a run that an earlier copy of this queue left going (resuming the same run
-# twice at once would corrupt its checkpoint).
-wait_for_running() { while pgrep -f "training.train --recipe $1 " > /dev/null; do sleep 20; done; }
-for item in "${plan[@]}"; do
-  recipe="${item%%:*}" seed="${item##*:}"
-  [ -f "training/results/$recipe/seed$seed.json" ] && continue
-  wait_for_running "$recipe"
-  python -m training.train --recipe "$recipe" --first-seed "$seed" --seeds 1 --verbose 2 "${extra_args[@]}"
-done
+exec bash "$(dirname "$0")/run_queue.sh" "${plan[@]}" -- "$@"

@@ -3,8 +3,7 @@
 # a time, in the order results are most useful:
 #   seed 0 of the four main networks (the zoo checkpoints), seeds 1-4 of Sparse/Dense CNN-2,
 #   seeds 1-4 of CNN-1, seeds 5-9 of CNN-2, then seeds 0-2 of the four ablations.
-# Resumable at the epoch: finished seeds (a result JSON exists) are skipped and an
-# interrupted seed resumes from its last checkpoint. Run from the repository root:
+# Resumable at the epoch (training/run_queue.sh). Run from the repository root:
 #   mkdir -p training/logs && nohup bash training/queue_table1.sh > training/logs/table1.log 2>&1 &
 # Then: python -m training.aggregate table1 && python -m training.aggregate plots
 set -u
@@ -17,12 +16,4 @@ for seed in 1 2 3 4; do for r in $main2; do plan+=("$r:$seed"); done; done
 for seed in 1 2 3 4; do for r in $main1; do plan+=("$r:$seed"); done; done
 for seed in 5 6 7 8 9; do for r in $main2; do plan+=("$r:$seed"); done; done
 for seed in 0 1 2; do for r in $ablations; do plan+=("$r:$seed"); done; done
-# Wait for a run that an earlier copy of this queue left going (resuming the same run
-# twice at once would corrupt its checkpoint).
-wait_for_running() { while pgrep -f "training.train --recipe $1 " > /dev/null; do sleep 20; done; }
-for item in "${plan[@]}"; do
-  recipe="${item%%:*}" seed="${item##*:}"
-  [ -f "training/results/$recipe/seed$seed.json" ] && continue
-  wait_for_running "$recipe"
-  python -m training.train --recipe "$recipe" --first-seed "$seed" --seeds 1 --verbose 2 "$@"
-done
+exec bash "$(dirname "$0")/run_queue.sh" "${plan[@]}" -- "$@"
