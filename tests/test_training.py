@@ -85,3 +85,23 @@ def test_gsc12v2_recipes_are_the_gsc_recipes_on_other_data(network):
     assert dataclasses.replace(paper, name=gsc.name, dataset="gsc") == gsc
     assert paper.data_options == {} and recorded.data_options == {"silence": "recorded"}
     assert dataclasses.replace(recorded, name=paper.name, data_options={}) == paper
+
+
+def test_tensorboard_logs_are_optional(tmp_path, monkeypatch, capsys):
+    """Without the `reproduce` extra's tensorboard the runner trains on, with a note."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_tensorboard(name, *args, **kwargs):
+        return None if name == "tensorboard" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_tensorboard)
+    assert train.tensorboard_callbacks(tmp_path, "mnist_sparse_cnn2", 3) == []
+    note = capsys.readouterr().out
+    assert "[mnist_sparse_cnn2 seed 3] tensorboard is not installed" in note
+    assert '".[reproduce]"' in note
+    monkeypatch.undo()
+    if real_find_spec("tensorboard") is not None:
+        (callback,) = train.tensorboard_callbacks(tmp_path, "mnist_sparse_cnn2", 3)
+        assert callback.log_dir == str(tmp_path)

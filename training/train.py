@@ -19,6 +19,7 @@ global batch, split over the replicas.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import platform
@@ -229,6 +230,22 @@ def _atomic_write_text(path: pathlib.Path, text: str) -> None:
     tmp.replace(path)
 
 
+def tensorboard_callbacks(log_dir: pathlib.Path, recipe_name: str, seed: int) -> list:
+    """TensorBoard logging when `tensorboard` is installed (the `reproduce` extra), else none.
+
+    The logs are a convenience for watching a run; training and its results do not depend
+    on them, so a missing `tensorboard` costs a one-line note, not the run.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        print(
+            f"[{recipe_name} seed {seed}] tensorboard is not installed: no TensorBoard logs "
+            '(pip install -e ".[reproduce]" to get them)',
+            flush=True,
+        )
+        return []
+    return [keras.callbacks.TensorBoard(log_dir, update_freq="epoch")]
+
+
 class EpochEvaluator:
     """The released runner's test after every epoch: clean accuracy and the noise score.
 
@@ -333,14 +350,13 @@ def train_seed(
         if evaluate_every_epoch and distribute.is_chief(strategy)
         else None
     )
-    tensorboard = keras.callbacks.TensorBoard(run.path / "tensorboard", update_freq="epoch")
     callbacks = [
         # Each k-winners layer decays by its own boost_strength_factor (the network's
         # config: 0.85 MNIST, 0.9 GSC): one home for the factor.
         BoostDecay(),
         keras.callbacks.LearningRateScheduler(recipe.learning_rate_for),
         DutyCycleMonitor(),
-        tensorboard,
+        *tensorboard_callbacks(run.path / "tensorboard", recipe.name, seed),
     ]
     for epoch in range(state["epochs_done"], epochs):
         keras.utils.set_random_seed(seed * 1000 + epoch)
