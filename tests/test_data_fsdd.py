@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparse_keras.data import audio, fsdd, gsc
+from sparse_keras.data import audio, download, fsdd, gsc
 from sparse_keras.data.download import data_root
 
 librosa = pytest.importorskip("librosa")
@@ -141,13 +141,14 @@ def test_bad_files_are_named(tmp_path):
     folder.mkdir()
     write_wav(folder / "1_alice_0.wav", np.zeros(4000))
     bad = write_wav(folder / "2_alice_17.wav", np.zeros(4000), rate=16000)
+    # Two made-up clips are not the official recordings: verify=False reads them as they are.
     with pytest.raises(ValueError, match="sample rate 16000 Hz; expected 8000") as info:
-        fsdd.list_clips("train", tmp_path)
+        fsdd.list_clips("train", tmp_path, verify=False)
     assert str(bad) in str(info.value)
     bad.unlink()
     (folder / "notes.wav").write_bytes(b"")
     with pytest.raises(ValueError, match="Unexpected FSDD file name"):
-        fsdd.list_clips("train", tmp_path)
+        fsdd.list_clips("train", tmp_path, verify=False)
 
 
 def test_download_extracts_recordings(tmp_path, httpserver, monkeypatch):
@@ -165,13 +166,19 @@ def test_download_extracts_recordings(tmp_path, httpserver, monkeypatch):
         tar.addfile(readme, io.BytesIO(b""))
     httpserver.expect_request("/fsdd.tar.gz").respond_with_data(buffer.getvalue())
     monkeypatch.setattr(fsdd, "ARCHIVE_URL", httpserver.url_for("/fsdd.tar.gz"))
+    # The recordings are pinned by their tree digest (the archive's bytes are not stable).
+    names = ["1_alice_0.wav", "2_alice_5.wav"]
     monkeypatch.setattr(fsdd, "NUM_RECORDINGS", 2)
-    with pytest.warns(UserWarning, match="sha256"):
-        paths, labels = fsdd.list_clips("test", tmp_path / "data")
+    monkeypatch.setattr(fsdd, "RECORDINGS_SHA256", download.tree_sha256(tmp_path, names))
+    paths, labels = fsdd.list_clips("test", tmp_path / "data")
     assert [p.name for p in paths] == ["1_alice_0.wav"] and list(labels) == [3]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["recordings"]
 
+    monkeypatch.setattr(fsdd, "RECORDINGS_SHA256", "0" * 64)
+    with pytest.raises(download.DataIntegrityError, match="expected 0000"):
+        fsdd.download(tmp_path / "tampered", progress=False)
+    assert not (tmp_path / "tampered" / "recordings").exists()
     monkeypatch.setattr(fsdd, "NUM_RECORDINGS", 3000)
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="holds 2 recordings"):
+    with pytest.raises(ValueError, match="holds 2 data files; the official set has 3000"):
         fsdd.download(tmp_path / "other", progress=False)
     assert not (tmp_path / "other" / "recordings").exists()

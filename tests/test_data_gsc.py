@@ -386,8 +386,14 @@ def test_download_verifies_and_extracts(tmp_path, httpserver, monkeypatch):
     httpserver.expect_request("/gsc.tar.gz").respond_with_data(archive)
     monkeypatch.setattr(gsc, "ARCHIVE_URL", httpserver.url_for("/gsc.tar.gz"))
 
+    # Both pinned digests are checked: a wrong sha256 discards the download, then the MD5.
+    monkeypatch.setattr(gsc, "ARCHIVE_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match="Checksum mismatch.*expected sha256 0000"):
+        gsc.download(tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+    monkeypatch.setattr(gsc, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())
     monkeypatch.setattr(gsc, "ARCHIVE_MD5", "0" * 32)
-    with pytest.warns(UserWarning, match="sha256"), pytest.raises(ValueError, match="MD5"):
+    with pytest.raises(ValueError, match="MD5"):
         gsc.download(tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad" / gsc.ARCHIVE_NAME).exists()
 
@@ -395,7 +401,6 @@ def test_download_verifies_and_extracts(tmp_path, httpserver, monkeypatch):
     with pytest.raises(DataNotFoundError):  # a mistyped path is not downloaded into
         gsc.list_clips("validation", tmp_path / "good")
     (tmp_path / "good").mkdir()
-    with pytest.warns(UserWarning, match="sha256"):
-        paths, _ = gsc.list_clips("validation", tmp_path / "good")
+    paths, _ = gsc.list_clips("validation", tmp_path / "good")
     assert paths == [tmp_path / "good" / gsc.TREE_DIRNAME / "one" / "aaaa0000_nohash_0.wav"]
     assert not (tmp_path / "good" / gsc.ARCHIVE_NAME).exists()

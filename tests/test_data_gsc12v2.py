@@ -166,7 +166,10 @@ def test_download_verifies_extracts_and_writes_the_split(tmp_path, monkeypatch):
     # 10 silence clips: 2 test, 1 validation.
     assert sum(p.startswith("_silence_") for p in testing) == 2
     assert sum(p.startswith("_silence_") for p in validation) == 1
-    paths, _ = gsc12v2.list_clips("train", target, silence="recorded")
+    # A miniature tree is not the official 4,890 clips: refused unless the user opts out.
+    with pytest.raises(ValueError, match="holds 33 data files; the official set has 4890"):
+        gsc12v2.list_clips("train", target, silence="recorded")
+    paths, _ = gsc12v2.list_clips("train", target, silence="recorded", verify=False)
     assert len(paths) + len(testing) + len(validation) == len(files)
 
 

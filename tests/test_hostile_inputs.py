@@ -31,7 +31,7 @@ import pytest
 import tensorflow as tf
 
 from sparse_keras import KWinners, SparseConv2D, SparseDense, export, models, robustness
-from sparse_keras.data import audio, download, fsdd, gsc, mnist, wav
+from sparse_keras.data import audio, download, fsdd, gsc, gsc12v2, mnist, wav
 from sparse_keras.optimizers import CoupledSGD
 
 NAN, INF = float("nan"), float("inf")
@@ -538,6 +538,66 @@ def test_verification_is_cached_until_the_file_changes(tmp_path, data_dir, monke
     assert calls == [copy]  # a touched file is checked again
     # The marker lives in $KERAS_HOME, never beside the (possibly read-only) data.
     assert [p.name for p in tmp_path.iterdir()] == [copy.name]
+
+
+def _altered_copy(source: pathlib.Path, target: pathlib.Path, altered: str) -> pathlib.Path:
+    """`source`'s files linked into `target`, except `altered`, copied with one byte changed."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if path.relative_to(source).as_posix() == altered:
+                data = bytearray(path.read_bytes())
+                data[-1] ^= 1  # a sample's low bit: still a valid WAV file
+                destination.write_bytes(bytes(data))
+            else:
+                destination.symlink_to(path)
+    return target
+
+
+@pytest.mark.parametrize(
+    "dataset, folder, altered",
+    [
+        ("fsdd", "fsdd/recordings", "7_jackson_32.wav"),
+        ("gsc12v2", "gsc_test_v0.02", "yes/022cd682_nohash_0.wav"),
+    ],
+)
+def test_altered_audio_clip_is_refused(data_dir, tmp_path, monkeypatch, dataset, folder, altered):
+    """One changed sample in one clip of the official set: a named error, then an opt-out."""
+    monkeypatch.delenv(download.VERIFY_ENV_VAR, raising=False)
+    source = data_dir / folder
+    if not (source / altered).is_file():
+        pytest.skip(f"{source / altered} not found")
+    copy = _altered_copy(source, tmp_path / "copy", altered)
+    module = fsdd if dataset == "fsdd" else gsc12v2
+    pinned = fsdd.RECORDINGS_SHA256 if dataset == "fsdd" else gsc12v2.TEST_SET_TREE_SHA256
+    with unchanged(copy), pytest.raises(download.DataIntegrityError) as info:
+        module.list_clips("test", copy, download=False, check_files=False)
+    message = str(info.value)
+    assert f"{copy} does not hold the official files" in message and pinned in message
+    assert "verify=False" in message and "SPARSE_KERAS_VERIFY_DATA=0" in message
+    paths, _ = module.list_clips("test", copy, download=False, check_files=False, verify=False)
+    assert paths  # the user's choice: read as they are
+    # The official folder itself passes, and its marker then answers without reading.
+    module.list_clips("test", source, download=False, check_files=False)
+    calls = []
+    original = download.sha256_of
+    monkeypatch.setattr(download, "sha256_of", lambda path: calls.append(path) or original(path))
+    module.list_clips("test", source, download=False, check_files=False)
+    assert calls == []
+
+
+def test_tree_digest_is_the_sha256sum_listing(tmp_path):
+    """`tree_sha256` is the digest of `sha256sum`'s output over the names in byte order."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.wav").write_bytes(b"abc")
+    (tmp_path / "a.wav").write_bytes(b"")
+    listing = (
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a.wav\n"
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  b/x.wav\n"
+    )
+    expected = hashlib.sha256(listing.encode()).hexdigest()
+    assert download.tree_sha256(tmp_path, ["b/x.wav", "a.wav"]) == expected
 
 
 BAD_MNIST_CALLS = [

@@ -90,6 +90,27 @@ def _fingerprint(path: pathlib.Path, sha256: str) -> dict:
     }
 
 
+def _marker_matches(marker: pathlib.Path, expected: dict) -> bool:
+    try:
+        return json.loads(marker.read_text()) == expected
+    except (OSError, ValueError):
+        return False  # no marker yet, or an unreadable one: check the data
+
+
+def _write_marker(marker: pathlib.Path, expected: dict) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        temporary = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(expected))
+        os.replace(temporary, marker)
+    except OSError:
+        pass  # a read-only home: verify again next time
+
+
+def _opt_out() -> str:
+    return f"pass verify=False or set {VERIFY_ENV_VAR}=0"
+
+
 def verify_file(
     path: str | os.PathLike, sha256: str, verify: bool | None = None, what: str = "data file"
 ) -> pathlib.Path:
@@ -122,26 +143,95 @@ def verify_file(
         return path
     expected = _fingerprint(path, sha256)
     marker = _marker_path(path)
-    try:
-        if json.loads(marker.read_text()) == expected:
-            return path
-    except (OSError, ValueError):
-        pass  # no marker yet, or an unreadable one: check the file
+    if _marker_matches(marker, expected):
+        return path
     actual = sha256_of(path)
     if actual != sha256:
         raise DataIntegrityError(
             f"{what} {path} is not the official file: its sha256 is {actual}, expected {sha256}. "
             "It may be corrupt, truncated or altered; delete it to download it again. To use "
-            f"it anyway, pass verify=False or set {VERIFY_ENV_VAR}=0."
+            f"it anyway, {_opt_out()}."
         )
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        temporary = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(expected))
-        os.replace(temporary, marker)
-    except OSError:
-        pass  # a read-only home: verify again next time
+    _write_marker(marker, expected)
     return path
+
+
+def tree_sha256(folder: str | os.PathLike, names: list[str]) -> str:
+    """The sha256 of a file set: of its `sha256sum` listing, in byte order of the names.
+
+    Equal to `cd FOLDER && printf '%s\\n' NAMES | LC_ALL=C sort | xargs sha256sum | sha256sum`,
+    so a published value can be checked without this package.
+
+    Args:
+        folder: The folder the names are relative to.
+        names: Relative POSIX paths of the files.
+    """
+    folder = pathlib.Path(folder)
+    listing = "".join(f"{sha256_of(folder / name)}  {name}\n" for name in sorted(names))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def verify_tree(
+    folder: str | os.PathLike,
+    names: list[str],
+    sha256: str,
+    count: int,
+    verify: bool | None = None,
+    what: str = "data folder",
+) -> pathlib.Path:
+    """Checks once that a folder holds exactly the official files, by `tree_sha256`.
+
+    Like `verify_file`, for a dataset of many files: the first check reads them all
+    (well under a second for the audio sets); a marker keyed on the folder then holds
+    every file's name, size, modification time and inode, so later calls only `stat`
+    the files, and any change checks the whole set again.
+
+    Args:
+        folder: The folder.
+        names: The data files found in it, as relative POSIX paths.
+        sha256: The official `tree_sha256` of the set.
+        count: The official number of files (a missing or extra file is named as such).
+        verify: False skips the check; None follows `$SPARSE_KERAS_VERIFY_DATA`.
+        what: How to name the folder in the error.
+
+    Returns:
+        `folder` as a Path.
+
+    Raises:
+        DataIntegrityError: if the number of files or the digest differs, naming the
+            folder, both values and the way to opt out.
+    """
+    folder = pathlib.Path(folder)
+    if not verification_enabled(verify):
+        return folder
+    if len(names) != count:
+        raise DataIntegrityError(
+            f"{what} {folder} holds {len(names)} data files; the official set has {count}. "
+            "It may be incomplete or mixed with other files; download it again, or, to use "
+            f"it anyway, {_opt_out()}."
+        )
+    stats = []
+    for name in sorted(names):
+        stat = (folder / name).stat()
+        stats.append(f"{name} {stat.st_size} {stat.st_mtime_ns} {stat.st_ino}")
+    expected = {
+        "path": str(folder.resolve()),
+        "files": hashlib.sha256("\n".join(stats).encode()).hexdigest(),
+        "sha256": sha256,
+    }
+    marker = _marker_path(folder)
+    if _marker_matches(marker, expected):
+        return folder
+    actual = tree_sha256(folder, names)
+    if actual != sha256:
+        raise DataIntegrityError(
+            f"{what} {folder} does not hold the official files: their tree sha256 is {actual}, "
+            f"expected {sha256} (sparse_keras.data.download.tree_sha256). A file may be "
+            f"corrupt, truncated or altered; download it again, or, to use it anyway, "
+            f"{_opt_out()}."
+        )
+    _write_marker(marker, expected)
+    return folder
 
 
 def _missing_folders(folder: pathlib.Path) -> list[pathlib.Path]:

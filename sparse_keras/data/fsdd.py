@@ -33,13 +33,12 @@ import pathlib
 import re
 import shutil
 import tarfile
-import warnings
 
 import numpy as np
 import tensorflow as tf
 
 from sparse_keras.data import audio, gsc, pipeline, wav
-from sparse_keras.data.download import DataNotFoundError, data_root, fetch
+from sparse_keras.data.download import DataNotFoundError, data_root, fetch, verify_tree
 
 CLASS_NAMES = gsc.CLASS_NAMES
 NUM_CLASSES = gsc.NUM_CLASSES
@@ -57,10 +56,12 @@ ARCHIVE_URL = (
     f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{ARCHIVE_COMMIT}.tar.gz"
 )
 ARCHIVE_NAME = f"free-spoken-digit-dataset-{ARCHIVE_COMMIT}.tar.gz"
-# GitHub generates source archives on demand and publishes no digest, so none is pinned
-# (fetch skips the check and `download` warns). The extracted files are counted instead.
-ARCHIVE_SHA256: str | None = None
+# GitHub generates source archives on demand (their bytes have changed over the years)
+# and publishes no digest, so the archive itself is not pinned. The 3,000 recordings are:
+# RECORDINGS_SHA256 is their `download.tree_sha256` at ARCHIVE_COMMIT, checked after every
+# download and, once per file version, on the files already on disk.
 NUM_RECORDINGS = 3000
+RECORDINGS_SHA256 = "1801eae019c063377d98f831d3f93574f259475df7332bb0e3d1b080fb5e6959"
 
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
@@ -82,18 +83,13 @@ def download(data_dir: str | os.PathLike | None = None, progress: bool = True) -
 
     Raises:
         DataNotFoundError: if the download fails.
-        ValueError: if the archive does not hold the 3,000 recordings.
+        DataIntegrityError: if the archive does not hold the 3,000 official recordings
+            (a ValueError).
     """
     root = data_root(data_dir, "fsdd")
     target = root / "recordings"
     archive = root / ARCHIVE_NAME
-    if ARCHIVE_SHA256 is None:
-        warnings.warn(
-            "No sha256 is pinned for the FSDD archive (sparse_keras.data.fsdd.ARCHIVE_SHA256 "
-            "is None); only the number of extracted recordings is checked.",
-            stacklevel=2,
-        )
-    fetch(ARCHIVE_URL, archive, ARCHIVE_SHA256, progress=progress)
+    fetch(ARCHIVE_URL, archive, None, progress=progress)  # the recordings are verified below
     partial = root / ".recordings.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -107,9 +103,10 @@ def download(data_dir: str | os.PathLike | None = None, progress: bool = True) -
             for member in members:
                 member.name = member.name.split("/")[-1]
             tar.extractall(partial, members=members, filter="data")
-        found = len(list(partial.glob("*.wav")))
-        if found != NUM_RECORDINGS:
-            raise ValueError(f"{archive} holds {found} recordings; expected {NUM_RECORDINGS}.")
+        names = [path.name for path in partial.glob("*.wav")]
+        verify_tree(
+            partial, names, RECORDINGS_SHA256, NUM_RECORDINGS, True, what=f"FSDD from {archive}"
+        )
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
     finally:
@@ -158,6 +155,7 @@ def list_clips(
     validation_holdout: bool = True,
     download: bool = True,
     check_files: bool = True,
+    verify: bool | None = None,
 ) -> tuple[list[pathlib.Path], np.ndarray]:
     """The clips of one split, sorted, with GSC-compatible labels.
 
@@ -169,6 +167,10 @@ def list_clips(
             training as "validation".
         download: Download the archive if no recordings are found.
         check_files: Check every WAV header (8 kHz, mono, 16-bit, complete) up front.
+        verify: Check that the folder holds exactly the official 3,000 recordings
+            (`RECORDINGS_SHA256`; once per file version, see
+            `sparse_keras.data.download.verify_tree`). False skips it (your own or altered
+            recordings); None follows `$SPARSE_KERAS_VERIFY_DATA`.
 
     Returns:
         `(paths, labels)`: clip paths and int32 label ids into `CLASS_NAMES`.
@@ -176,6 +178,7 @@ def list_clips(
     Raises:
         ValueError: for an unknown split or speaker, an unexpected file name, or a
             bad WAV file (naming it).
+        DataIntegrityError: if the recordings are not the official ones (a ValueError).
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown FSDD split {split!r}; expected one of {SPLITS}.")
@@ -190,6 +193,14 @@ def list_clips(
                 f"Unexpected FSDD file name {path} (expected {{digit}}_{{speaker}}_{{index}}.wav)."
             )
         rows.append((path, int(match.group(1)), match.group(2), int(match.group(3))))
+    verify_tree(
+        folder,
+        [path.name for path, *_ in rows],
+        RECORDINGS_SHA256,
+        NUM_RECORDINGS,
+        verify,
+        what="FSDD recordings folder",
+    )
     speakers = sorted({speaker for _, _, speaker, _ in rows})
     if test_speaker is not None and test_speaker not in speakers:
         raise ValueError(f"Unknown FSDD speaker {test_speaker!r}; the recordings have {speakers}.")
@@ -247,6 +258,7 @@ def load(
     cache: bool = True,
     download: bool = True,
     check_files: bool = True,
+    verify: bool | None = None,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """FSDD as a `tf.data.Dataset` of GSC-style features and GSC label ids.
@@ -266,6 +278,7 @@ def load(
         cache: Keep un-augmented outputs in memory after the first pass.
         download: Download the archive if no recordings are found.
         check_files: Check every WAV header up front.
+        verify: Check the data against its official digest (see `list_clips`).
         drop_remainder: Drop the last, smaller batch.
 
     Returns:
@@ -281,6 +294,7 @@ def load(
         validation_holdout=validation_holdout,
         download=download,
         check_files=check_files,
+        verify=verify,
     )
     return pipeline.clip_dataset(
         split,

@@ -40,7 +40,6 @@ import os
 import pathlib
 import shutil
 import tarfile
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -78,11 +77,11 @@ BACKGROUND_NOISE_DIR = "_background_noise_"
 ARCHIVE_URL = "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz"
 ARCHIVE_NAME = "speech_commands_v0.01.tar.gz"
 TREE_DIRNAME = "speech_commands_v0.01"
-# Google publishes no sha256 for this archive and none could be confirmed here, so the
-# sha256 is left unset (fetch then skips it, and `download` warns). Set it once a
-# trusted digest is known. Meanwhile the archive is checked against the MD5 that
-# torchaudio's SPEECHCOMMANDS dataset pins for this exact URL (its `_CHECKSUMS`).
-ARCHIVE_SHA256: str | None = None
+# Google publishes no checksums. This sha256 is the one torchaudio's SPEECHCOMMANDS
+# dataset pins for this exact URL (its `_CHECKSUMS`, which also pins the v0.02 archive's
+# sha256 that `gsc12v2.FULL_ARCHIVE_SHA256` holds); the MD5 is the one torchaudio pinned
+# before it, checked as well.
+ARCHIVE_SHA256 = "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"
 ARCHIVE_MD5 = "3cd23799cb2bbdec517f1cc028f8d43c"
 
 
@@ -102,8 +101,8 @@ def download(
 ) -> pathlib.Path:
     """Downloads and extracts the official v0.01 archive (about 1.5 GB).
 
-    The archive goes to `data_root(data_dir, "gsc")`, is verified (sha256 when
-    `ARCHIVE_SHA256` is set, and always against `ARCHIVE_MD5`), and is extracted to
+    The archive goes to `data_root(data_dir, "gsc")`, is verified (`ARCHIVE_SHA256` and
+    `ARCHIVE_MD5`), and is extracted to
     `<root>/speech_commands_v0.01/` through a temporary folder, so an interrupted
     extraction never looks complete.
 
@@ -125,13 +124,6 @@ def download(
         return tree
     archive = root / ARCHIVE_NAME
     if not archive.exists():
-        if ARCHIVE_SHA256 is None:
-            warnings.warn(
-                "No sha256 is pinned for the GSC v0.01 archive (sparse_keras.data.gsc."
-                "ARCHIVE_SHA256 is None); verifying it against torchaudio's published MD5 "
-                "instead.",
-                stacklevel=2,
-            )
         fetch(ARCHIVE_URL, archive, ARCHIVE_SHA256, progress=progress)
     md5 = hashlib.md5(usedforsecurity=False)
     with open(archive, "rb") as f:

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from sparse_keras.data import audio, pipeline, wav
-from sparse_keras.data.download import DataNotFoundError, data_root, fetch
+from sparse_keras.data.download import DataNotFoundError, data_root, fetch, verify_tree
 
 CLASS_NAMES = (
     "unknown",
@@ -86,6 +86,11 @@ TEST_SET_SHA256 = "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd5
 FULL_ARCHIVE_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 FULL_ARCHIVE_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 FULL_TREE_DIRNAME = "speech_commands_v0.02"
+# The test-set tree's 4,890 clips: their `download.tree_sha256` (paths `<folder>/<name>.wav`),
+# checked once per file version on the tree found on disk (a full v0.02 tree came from its
+# sha256-verified archive and has no pinned tree digest).
+TEST_SET_CLIPS = 4890
+TEST_SET_TREE_SHA256 = "dfc7c39a7091b2a91532abbe2f5fcddfb1edb15989c128a92d43c5886f6a7d39"
 
 
 # --------------------------------------------------------------------------- trees
@@ -277,6 +282,7 @@ def list_clips(
     silence: str = "zeros",
     download: bool = True,
     check_files: bool = True,
+    verify: bool | None = None,
 ) -> tuple[list[pathlib.Path], np.ndarray]:
     """The recorded clips of one split, in a fixed (sorted) order.
 
@@ -287,6 +293,10 @@ def list_clips(
             clips too, labelled "silence").
         download: Download the test-set archive if no tree is found.
         check_files: Check every clip's WAV header first (fails naming a bad file).
+        verify: Check that a test-set tree holds exactly the official 4,890 clips
+            (`TEST_SET_TREE_SHA256`; once per file version, see
+            `sparse_keras.data.download.verify_tree`). False skips it; None follows
+            `$SPARSE_KERAS_VERIFY_DATA`.
 
     Returns:
         `(paths, labels)`: clip paths and int32 label ids (`CLASS_NAMES`).
@@ -295,6 +305,8 @@ def list_clips(
         ValueError: for an unknown split or convention, a bad clip, or `silence="recorded"`
             on a tree without `_silence_` clips.
         FileNotFoundError: if a list names a missing clip.
+        DataIntegrityError: if a test-set tree's clips are not the official ones (a
+            ValueError).
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
@@ -302,6 +314,21 @@ def list_clips(
         raise ValueError(f"silence must be one of {SILENCE_CONVENTIONS}, got {silence!r}.")
     tree = find_tree(data_dir, download_if_missing=download)
     test_set_tree = _is_test_set_tree(tree)
+    if test_set_tree:
+        clips = [
+            f"{folder.name}/{path.name}"
+            for folder in tree.iterdir()
+            if folder.is_dir()
+            for path in folder.glob("*.wav")
+        ]
+        verify_tree(
+            tree,
+            clips,
+            TEST_SET_TREE_SHA256,
+            TEST_SET_CLIPS,
+            verify,
+            what="Speech Commands v0.02 test-set tree",
+        )
     if silence == "recorded" and not test_set_tree:
         raise ValueError(
             f"silence='recorded' needs the test-set tree's {SILENCE_DIR} clips; {tree} is a full "
@@ -355,6 +382,7 @@ def load(
     cache: bool = True,
     download: bool = True,
     check_files: bool = True,
+    verify: bool | None = None,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """The v0.02 12-class task as a `tf.data.Dataset`.
@@ -376,13 +404,16 @@ def load(
         cache: Keep un-augmented outputs in memory after the first pass.
         download: Download the test-set archive if no tree is found.
         check_files: Check every WAV header up front.
+        verify: Check the data against its official digest (see `list_clips`).
         drop_remainder: Drop the last, smaller batch.
 
     Returns:
         `(features [32, 32, 1], label)` (or `(waveform [16000], label)`) examples,
         batched when `batch_size` is given.
     """
-    paths, labels = list_clips(split, data_dir, silence, download=download, check_files=check_files)
+    paths, labels = list_clips(
+        split, data_dir, silence, download=download, check_files=check_files, verify=verify
+    )
     if silence == "recorded" and silence_fraction:
         raise ValueError(
             f"silence_fraction={silence_fraction!r} adds all-zero clips, which the 'recorded' "
