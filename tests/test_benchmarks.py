@@ -133,21 +133,40 @@ def test_gsc_pipeline(data_dir):
     assert re.search(rf"pipeline / training ratio: {NUMBER} \(must be > 1\)", out), out
 
 
-def test_noise_score(data_dir):
+def test_noise_score(data_dir, tmp_path):
     out = run_script(
         "noise_score.py",
+        "--models",
+        "mnist_sparse_cnn2,mnist_dense_cnn2",
         "--max-examples",
         "100",
-        "--batch-size",
-        "50",
-        "--data-dir",
-        str(data_dir / "mnist"),
+        "--out",
+        str(tmp_path / "report.md"),
     )
-    # 11 levels of 100 images: at most 1,100 correct answers, all of them counted.
-    match = re.search(r"noise score \(untrained net\): ([0-9,]+) / 1,100", out)
-    assert match and 0 <= int(match.group(1).replace(",", "")) <= 1100, out
-    assert "(pixel noise + normalisation, 1,100 images)" in out
-    assert re.search(rf"total:\s+{NUMBER} s", out), out
+    assert re.search(rf"mnist_sparse_cnn2: model-time ratio keras / auto: {NUMBER}x", out), out
+    assert "mnist_sparse_cnn2: model time keras" in out and "auto (sparse)" in out
+    assert "mnist_dense_cnn2: model time keras" in out and "auto (keras)" in out
+    assert "mnist_sparse_cnn2: same correct counts: yes" in out
+    report = (tmp_path / "report.md").read_text()
+    assert "| mnist_sparse_cnn2 | 100 | sparse |" in report
+    assert "| mnist_dense_cnn2 | 100 | keras |" in report
+
+
+def test_noise_score_report_is_quoted_right():
+    """docs/quickstart.md's figures are the committed report's sparse rows."""
+    report = REPO / "benchmarks" / "results" / "noise_score.md"
+    rows = {
+        cells[0]: cells
+        for line in report.read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| model")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    quickstart = (REPO / "docs" / "quickstart.md").read_text().replace("\n", " ")
+    for name in ("mnist_sparse_cnn2", "gsc12v2_sparse_cnn2"):
+        cells = rows[name]
+        assert cells[2] == "sparse" and cells[8] == "yes", cells
+        assert f"from {cells[3]} s to {cells[4]} s" in quickstart, name
+    assert rows["mnist_dense_cnn2"][2] == "keras"
 
 
 def test_theory_sweeps(tmp_path):

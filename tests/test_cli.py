@@ -151,6 +151,7 @@ def test_defaults_match_the_library():
     from sparse_keras import robustness
 
     assert evaluate_cli.DEFAULT_NOISE_LEVELS == robustness.DEFAULT_NOISE_LEVELS
+    assert evaluate_cli.ENGINES == robustness.engines.ENGINES
     parser = cli.build_parser()
     assert (
         parser.parse_args(["evaluate", "m"]).levels

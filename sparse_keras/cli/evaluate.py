@@ -9,6 +9,8 @@ import argparse
 # names are not repeated: `robustness.evaluate` checks `--dataset` against
 # `sparse_keras.data.DATASETS`.
 DEFAULT_NOISE_LEVELS = tuple(round(0.05 * i, 2) for i in range(11))
+# `sparse_keras.robustness.engines.ENGINES`, for the same reason (a test checks).
+ENGINES = ("auto", "keras", "sparse")
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -102,6 +104,14 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--plot", metavar="PATH", help="save the accuracy-vs-noise plot (e.g. out.png)"
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="how the model runs: auto (the sparse inference path for networks with "
+        "k-winners layers, checked against Keras on the first batch; else Keras), keras or "
+        "sparse (default auto)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -129,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_examples=args.max_examples,
         model_name=resolved.name,
+        engine=args.engine,
     )
     print(report.to_text())
     if args.json:

@@ -19,12 +19,12 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from sparse_keras import data, noise
+from sparse_keras.robustness import engines
 from sparse_keras.robustness.report import NoiseReport, _check_seed
 from sparse_keras.zoo.resolve import resolve_model
 
@@ -172,24 +172,6 @@ def _corrupt_fn(
     return corrupt
 
 
-def _predict_fn(model) -> Callable[[tf.Tensor], Any]:
-    import keras
-
-    if isinstance(model, keras.layers.Layer):  # keras.Model included
-        # A graph function runs inference several times faster than eager calls;
-        # training=False selects the k-winners' inference k and frozen statistics.
-        @tf.function(reduce_retracing=True)
-        def predict(inputs):
-            return model(inputs, training=False)
-
-        return predict
-    if callable(model):
-        return model
-    raise TypeError(
-        f"model must be a keras.Model or a callable returning logits, got {type(model).__name__}."
-    )
-
-
 def _model_name(model, model_name: str | None) -> str:
     if model_name:
         return model_name
@@ -256,6 +238,7 @@ def evaluate(
     max_examples: int | None = None,
     model_name: str | None = None,
     num_classes: int | None = None,
+    engine: str = "auto",
 ) -> NoiseReport:
     """Accuracy at each noise level and the noise score (the paper's Fig. 5B, Tables 1-2).
 
@@ -295,12 +278,17 @@ def evaluate(
         model_name: Name for the report; default the model's `name`.
         num_classes: Expected output width, checked against the model (default: the
             named dataset's classes).
+        engine: How a Keras model runs: "auto" (the sparse inference path for a network
+            with k-winners layers, else Keras), "keras" or "sparse". The sparse path's
+            classes are checked against Keras's on the first batch; see
+            `sparse_keras.robustness.engines`. The report records the engine used.
 
     Returns:
         A `NoiseReport`.
 
     Raises:
-        ValueError: on levels outside `[0, 1]` or repeated, an unknown dataset name,
+        ValueError: on levels outside `[0, 1]` or repeated, an unknown dataset name or
+            engine, `engine="sparse"` with a model the sparse path cannot compile,
             an empty dataset, a non-positive or non-integer `batch_size` /
             `max_examples`, labels outside `[0, classes)`, model outputs of the wrong
             shape, or NaN outputs (a model with NaN logits gets an error, never an
@@ -325,6 +313,8 @@ def evaluate(
     batch_size = _positive_int("batch_size", batch_size)
     if max_examples is not None:
         max_examples = _positive_int("max_examples", max_examples)
+    if engine not in engines.ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; expected one of {engines.ENGINES}.")
     if isinstance(model, str | os.PathLike):
         path = pathlib.Path(model)
         model_name = model_name or (path.stem if path.suffix == ".keras" else str(model))
@@ -336,7 +326,8 @@ def evaluate(
     test.noise_fn = noise_fn or test.noise_fn
     test.preprocess = preprocess or test.preprocess
     test.num_classes = num_classes or test.num_classes
-    predict = _predict_fn(model)
+    predictor = engines.choose(model, engine)
+    first_batch = True
 
     from tqdm.auto import tqdm
 
@@ -351,7 +342,12 @@ def evaluate(
             tick = time.perf_counter()
             for features, labels in _feature_batches(test, eta, int(seed), int(batch_size)):
                 tock = time.perf_counter()
-                outputs = _check_outputs(predict(features), test.num_classes, labels, test.name)
+                if first_batch:
+                    predictor, outputs = predictor.check_first_batch(features)
+                    first_batch = False
+                else:
+                    outputs = predictor.predict(features)
+                outputs = _check_outputs(outputs, test.num_classes, labels, test.name)
                 timing["data"] += tock - tick
                 level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))
                 level_total += len(labels)
@@ -370,6 +366,7 @@ def evaluate(
         seed=int(seed),
         timing={key: round(value, 3) for key, value in timing.items()},
         versions=_versions(),
+        engine=predictor.engine,
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sparse_keras import data
+from sparse_keras.robustness import engines
 from sparse_keras.robustness.evaluation import (
     DEFAULT_NOISE_LEVELS,
     _check_level_total,
@@ -24,7 +25,6 @@ from sparse_keras.robustness.evaluation import (
     _model_name,
     _named_data,
     _positive_int,
-    _predict_fn,
     _quiet_tensorflow_warnings,
     _versions,
 )
@@ -54,7 +54,13 @@ class NoisyTestSet:
     seed: int
     num_classes: int | None = None
 
-    def evaluate(self, model, batch_size: int = 1000, model_name: str | None = None) -> NoiseReport:
+    def evaluate(
+        self,
+        model,
+        batch_size: int = 1000,
+        model_name: str | None = None,
+        engine: str = "auto",
+    ) -> NoiseReport:
         """Accuracy of `model` at every level: a `NoiseReport`, as `evaluate` returns.
 
         Args:
@@ -62,21 +68,22 @@ class NoisyTestSet:
                 outputs (e.g. a `sparse_keras.compute.SparseInferenceModel`).
             batch_size: Examples per model call.
             model_name: Name for the report.
+            engine: "auto", "keras" or "sparse", as for `evaluate`.
         """
         batch_size = _positive_int("batch_size", batch_size)
-        predict = _predict_fn(model)
+        predictor = engines.choose(model, engine)
         start = time.perf_counter()
         correct = []
-        for features in self.features:
+        for level, features in enumerate(self.features):
             level_correct = 0
             for first in range(0, len(self.labels), int(batch_size)):
                 labels = self.labels[first : first + int(batch_size)]
-                outputs = _check_outputs(
-                    predict(features[first : first + int(batch_size)]),
-                    self.num_classes,
-                    labels,
-                    self.dataset,
-                )
+                batch = features[first : first + int(batch_size)]
+                if level == 0 and first == 0:
+                    predictor, outputs = predictor.check_first_batch(batch)
+                else:
+                    outputs = predictor.predict(batch)
+                outputs = _check_outputs(outputs, self.num_classes, labels, self.dataset)
                 level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))
             correct.append(level_correct)
         return NoiseReport(
@@ -88,6 +95,7 @@ class NoisyTestSet:
             seed=self.seed,
             timing={"model": round(time.perf_counter() - start, 3)},
             versions=_versions(),
+            engine=predictor.engine,
         )
 
 

@@ -30,6 +30,8 @@ class NoiseReport:
         seed: Noise seed; the same seed reproduces the same noise and score.
         timing: Seconds spent: "total", "data" (waiting for noisy batches) and "model".
         versions: Package versions the numbers were produced with.
+        engine: How the model ran: "keras", "sparse" (the sparse inference path) or
+            "callable" (a user's function); "" when not recorded.
 
     Example:
 
@@ -46,6 +48,7 @@ class NoiseReport:
     seed: int
     timing: dict[str, float] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    engine: str = ""
 
     def __post_init__(self):
         self.seed = _check_seed(self.seed)
@@ -89,6 +92,7 @@ class NoiseReport:
             "seed": self.seed,
             "timing": dict(self.timing),
             "versions": dict(self.versions),
+            "engine": self.engine,
         }
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
@@ -151,7 +155,8 @@ class NoiseReport:
     def to_text(self) -> str:
         """A plain-text table for terminals."""
         lines = [
-            f"{self.model_name} on {self.dataset} ({self.test_size:,} test examples, seed {self.seed})",
+            f"{self.model_name} on {self.dataset} ({self.test_size:,} test examples, seed "
+            f"{self.seed}{f', {self.engine} engine' if self.engine else ''})",
             f"{'noise level':>11}  {'accuracy':>8}  {'correct':>9}",
         ]
         for level, accuracy, count in zip(
