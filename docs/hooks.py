@@ -10,6 +10,8 @@ Markdown still reads well on GitHub):
   `training/results/table1.md`.
 - `<!-- generated: table2 -->`: Table 2 (GSC) and its FSDD stand-in from the same results
   folders, next to the paper's numbers (`training.paper.PAPER_RESULTS`).
+- `<!-- generated: gsc12v2 -->`: the real Speech Commands v0.02 results,
+  `training/results/gsc12v2_table.md` (written by `python -m training.aggregate gsc12v2`).
 - `<!-- generated: train-step -->`: every run recorded in `benchmarks/results/train_step.md`
   by `python benchmarks/train_step.py --out ...`.
 
@@ -155,6 +157,12 @@ def _demote(markdown: str) -> str:
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     return "\n".join("#" + line if line.startswith("## ") else line for line in lines) + "\n"
+
+
+def gsc12v2_markdown() -> str:
+    """`training/results/gsc12v2_table.md`, every heading one level down."""
+    lines = (RESULTS_DIR / "gsc12v2_table.md").read_text().splitlines()[1:]  # drop the title
+    return "\n".join("#" + line if line.startswith("#") else line for line in lines) + "\n"
 
 
 def table1_markdown() -> str:
@@ -351,6 +359,7 @@ GENERATORS = {
     "zoo-models": zoo_models_markdown,
     "table1": table1_markdown,
     "table2": table2_markdown,
+    "gsc12v2": gsc12v2_markdown,
     "table3": table3_markdown,
     "training-times": training_times_markdown,
     "train-step": train_step_markdown,
