@@ -6,8 +6,11 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
+import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
@@ -316,3 +319,46 @@ def _fetch_into(url: str, dest: pathlib.Path, sha256: str | None, progress: bool
         return dest
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def extract_tar(
+    archive: str | os.PathLike,
+    target: str | os.PathLike,
+    members: Callable[[tarfile.TarFile], list[tarfile.TarInfo]] | None = None,
+    prepare: Callable[[pathlib.Path], None] | None = None,
+    replace: bool = False,
+) -> pathlib.Path:
+    """Extracts a `.tar.gz` into `target` so that an interrupted extraction never looks done.
+
+    The files go to a hidden sibling folder first (`.<target>.partial`, removed on any
+    failure); `prepare` may check or complete that folder (verify it, write split lists),
+    and only then is it renamed to `target`.
+
+    Args:
+        archive: The archive.
+        target: The folder to create.
+        members: Picks (and may rename) the members to extract; default all of them.
+            Extraction uses tarfile's "data" filter (no absolute paths, links out, devices).
+        prepare: Called with the partial folder before it is renamed; raising aborts.
+        replace: Remove an existing `target` first (otherwise the rename fails if it
+            exists and is not empty).
+
+    Returns:
+        `target` as a Path.
+    """
+    target = pathlib.Path(target)
+    partial = target.parent / f".{target.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            chosen = None if members is None else members(tar)
+            tar.extractall(partial, members=chosen, filter="data")
+        if prepare is not None:
+            prepare(partial)
+        if replace:
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target

@@ -31,14 +31,19 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import tarfile
 
 import numpy as np
 import tensorflow as tf
 
 from sparse_keras.data import audio, gsc, pipeline, wav
-from sparse_keras.data.download import DataNotFoundError, data_root, fetch, verify_tree
+from sparse_keras.data.download import (
+    DataNotFoundError,
+    data_root,
+    extract_tar,
+    fetch,
+    verify_tree,
+)
 
 CLASS_NAMES = gsc.CLASS_NAMES
 NUM_CLASSES = gsc.NUM_CLASSES
@@ -90,27 +95,27 @@ def download(data_dir: str | os.PathLike | None = None, progress: bool = True) -
     target = root / "recordings"
     archive = root / ARCHIVE_NAME
     fetch(ARCHIVE_URL, archive, None, progress=progress)  # the recordings are verified below
-    partial = root / ".recordings.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = [
-                m
-                for m in tar.getmembers()
-                if m.isfile() and len(parts := m.name.split("/")) == 3 and parts[1] == "recordings"
-            ]
-            for member in members:
-                member.name = member.name.split("/")[-1]
-            tar.extractall(partial, members=members, filter="data")
+
+    def recordings(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+        # `<repo>-<commit>/recordings/<name>.wav`, extracted flat.
+        chosen = [
+            m
+            for m in tar.getmembers()
+            if m.isfile() and len(parts := m.name.split("/")) == 3 and parts[1] == "recordings"
+        ]
+        for member in chosen:
+            member.name = member.name.split("/")[-1]
+        return chosen
+
+    def verify(partial: pathlib.Path) -> None:
         names = [path.name for path in partial.glob("*.wav")]
         verify_tree(
             partial, names, RECORDINGS_SHA256, NUM_RECORDINGS, True, what=f"FSDD from {archive}"
         )
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(partial, target)
+
+    try:
+        extract_tar(archive, target, members=recordings, prepare=verify, replace=True)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
         archive.unlink(missing_ok=True)
     return target
 

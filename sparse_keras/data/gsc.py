@@ -38,14 +38,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import shutil
-import tarfile
 
 import numpy as np
 import tensorflow as tf
 
 from sparse_keras.data import audio, pipeline, wav
-from sparse_keras.data.download import DataNotFoundError, data_root, fetch
+from sparse_keras.data.download import DataNotFoundError, data_root, extract_tar, fetch
 
 CLASS_NAMES = (
     "unknown",
@@ -135,11 +133,7 @@ def download(
             f"{archive} has MD5 {md5.hexdigest()}, expected {ARCHIVE_MD5} (from {ARCHIVE_URL}); "
             "the file was deleted. Try again."
         )
-    partial = root / f".{TREE_DIRNAME}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(partial, filter="data")
-    os.replace(partial, tree)
+    extract_tar(archive, tree)
     if not keep_archive:
         archive.unlink()
     return tree

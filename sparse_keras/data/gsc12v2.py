@@ -37,14 +37,18 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import shutil
-import tarfile
 
 import numpy as np
 import tensorflow as tf
 
 from sparse_keras.data import audio, pipeline, wav
-from sparse_keras.data.download import DataNotFoundError, data_root, fetch, verify_tree
+from sparse_keras.data.download import (
+    DataNotFoundError,
+    data_root,
+    extract_tar,
+    fetch,
+    verify_tree,
+)
 
 CLASS_NAMES = (
     "unknown",
@@ -164,16 +168,12 @@ def split_lists(tree: str | os.PathLike) -> tuple[list[str], list[str]]:
     return sorted(testing), sorted(validation)
 
 
-def _extract(archive: pathlib.Path, target: pathlib.Path) -> None:
-    partial = target.parent / f".{target.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(partial, filter="data")
-    if _is_test_set_tree(partial):
-        testing, validation = split_lists(partial)
-        (partial / TESTING_LIST).write_text("\n".join(testing) + "\n")
-        (partial / VALIDATION_LIST).write_text("\n".join(validation) + "\n")
-    os.replace(partial, target)
+def _write_split_lists(tree: pathlib.Path) -> None:
+    """A test-set tree's re-split lists (a full v0.02 tree brings its official ones)."""
+    if _is_test_set_tree(tree):
+        testing, validation = split_lists(tree)
+        (tree / TESTING_LIST).write_text("\n".join(testing) + "\n")
+        (tree / VALIDATION_LIST).write_text("\n".join(validation) + "\n")
 
 
 def download(data_dir: str | os.PathLike | None = None, progress: bool = True) -> pathlib.Path:
@@ -198,7 +198,7 @@ def download(data_dir: str | os.PathLike | None = None, progress: bool = True) -
         return root
     archive = root.parent / "speech_commands_test_set_v0.02.tar.gz"
     fetch(TEST_SET_URL, archive, TEST_SET_SHA256, progress=progress)
-    _extract(archive, root)
+    extract_tar(archive, root, prepare=_write_split_lists)
     archive.unlink()
     return root
 
@@ -217,7 +217,7 @@ def download_full_archive(
         return tree
     archive = root / "speech_commands_v0.02.tar.gz"
     fetch(FULL_ARCHIVE_URL, archive, FULL_ARCHIVE_SHA256, progress=progress)
-    _extract(archive, tree)
+    extract_tar(archive, tree, prepare=_write_split_lists)
     archive.unlink()
     return tree
 
