@@ -11,218 +11,21 @@ size or the other levels evaluated.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import inspect
 import os
 import pathlib
-import sys
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras import data, noise
+from sparse_keras import data
+from sparse_keras.robustness import _protocol as protocol
 from sparse_keras.robustness import engines
 from sparse_keras.robustness.report import NoiseReport, _check_seed
 from sparse_keras.zoo.resolve import resolve_model
 
-# The paper's levels, 0.00 to 0.50 in steps of 0.05 (rounded so that they print and
-# compare as written rather than as 0.15000000000000002).
-DEFAULT_NOISE_LEVELS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(11))
-
-NoiseFn = Callable[..., tf.Tensor]
-
-
-@dataclasses.dataclass
-class _TestData:
-    """Raw test examples, in memory (`arrays`) or as an unbatched `(input, label)` dataset,
-    with the noise and feature functions that go with them."""
-
-    name: str
-    noise_fn: NoiseFn
-    preprocess: Callable[[tf.Tensor], tf.Tensor] | None
-    num_classes: int | None
-    arrays: tuple[np.ndarray, np.ndarray] | None = None
-    examples: tf.data.Dataset | None = None
-
-    def raw_batches(self, batch_size: int):
-        """Yields `(first_example_index, inputs, labels)` batches of raw inputs."""
-        if self.arrays is not None:
-            # Slicing in-memory arrays skips a tf.data pipeline and its start-up cost per level.
-            inputs, labels = self.arrays
-            for start in range(0, len(labels), batch_size):
-                yield (
-                    start,
-                    tf.constant(inputs[start : start + batch_size]),
-                    labels[start : start + batch_size],
-                )
-            return
-        start = 0
-        for inputs, labels in self.examples.batch(batch_size).prefetch(tf.data.AUTOTUNE):
-            labels = labels.numpy()
-            yield start, inputs, labels
-            start += len(labels)
-
-
-def _check_levels(noise_levels: Sequence[float]) -> tuple[float, ...]:
-    if isinstance(noise_levels, str | bytes) or not isinstance(noise_levels, Sequence | np.ndarray):
-        raise ValueError(
-            f"noise_levels must be a sequence of numbers in [0, 1], got {noise_levels!r}."
-        )
-    levels = tuple(noise.check_level(level) for level in noise_levels)
-    if not levels:
-        raise ValueError("noise_levels is empty: give at least one noise level in [0, 1].")
-    # A level's noise is seeded by its value, so a repeated level would count the very
-    # same answers twice in the noise score.
-    repeated = sorted({level for level in levels if levels.count(level) > 1})
-    if repeated:
-        raise ValueError(
-            f"noise_levels must be distinct, got {list(levels)} (repeated: {repeated}); each "
-            "level's noise is fixed by its value, so a repeat would count the same answers twice."
-        )
-    return levels
-
-
-def _positive_int(name: str, value) -> int:
-    # int(2.7) would silently evaluate batches of 2; True would be a batch of 1.
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def _named_data(name: str, data_dir, max_examples) -> _TestData:
-    descriptor = data.dataset(name)
-    clean = descriptor.clean_test_set(data_dir, max_examples)
-    arrays, examples = (clean, None) if isinstance(clean, tuple) else (None, clean)
-    return _TestData(
-        name,
-        descriptor.add_noise,
-        descriptor.features,
-        descriptor.num_classes,
-        arrays=arrays,
-        examples=examples,
-    )
-
-
-def _user_data(dataset: tf.data.Dataset, noise_fn, max_examples) -> _TestData:
-    spec = dataset.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(
-            f"A custom dataset must yield (input, label) pairs, got element spec {spec}."
-        )
-    if noise_fn is None:
-        raise ValueError(
-            "A custom dataset needs a noise_fn(inputs, eta, seed) that corrupts a batch."
-        )
-    label_spec = spec[1]
-    if not label_spec.dtype.is_integer:
-        raise ValueError(f"Labels must be integer class ids, got dtype {label_spec.dtype.name}.")
-    if label_spec.shape.rank == 1:
-        dataset = dataset.unbatch()  # integer labels of rank 1: a batched dataset
-    elif label_spec.shape.rank != 0:
-        raise ValueError(f"Labels must be class ids [] or [batch], got shape {label_spec.shape}.")
-    if max_examples is not None:
-        dataset = dataset.take(max_examples)
-    return _TestData("custom", noise_fn, None, None, examples=dataset)
-
-
-def _takes_example_ids(noise_fn) -> bool:
-    try:
-        parameters = inspect.signature(noise_fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == "example_ids" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
-    )
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow_warnings():
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _corrupt_fn(
-    test: _TestData, eta: float, seed: int
-) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
-    """A graph function `(inputs, first_example_index, batch_index) -> noisy features`."""
-    # Seeding by the level's value (not its position) keeps the noise of a level the
-    # same whichever other levels are evaluated.
-    level_seed = tf.constant([seed, round(eta * 1_000_000)], tf.int64)
-    with_ids = _takes_example_ids(test.noise_fn)
-
-    @tf.function(reduce_retracing=True)
-    def corrupt(inputs, first_example, batch_index):
-        if with_ids:
-            example_ids = first_example + tf.range(tf.shape(inputs, out_type=tf.int64)[0])
-            inputs = test.noise_fn(inputs, eta, level_seed, example_ids=example_ids)
-        else:
-            inputs = test.noise_fn(
-                inputs, eta, tf.random.experimental.stateless_fold_in(level_seed, batch_index)
-            )
-        return inputs if test.preprocess is None else test.preprocess(inputs)
-
-    return corrupt
-
-
-def _model_name(model, model_name: str | None) -> str:
-    if model_name:
-        return model_name
-    return str(
-        getattr(model, "name", None) or getattr(model, "__name__", None) or type(model).__name__
-    )
-
-
-def _check_outputs(
-    outputs, num_classes: int | None, labels: np.ndarray, dataset: str
-) -> np.ndarray:
-    outputs = np.asarray(outputs)
-    if outputs.ndim != 2 or outputs.shape[0] != len(labels):
-        raise ValueError(
-            f"The model must output [batch, classes] logits or probabilities; for a batch of "
-            f"{len(labels)} it gave shape {outputs.shape}."
-        )
-    width = outputs.shape[1]
-    if num_classes is not None and width != num_classes:
-        raise ValueError(
-            f"The model outputs {width} classes but {dataset} has {num_classes} classes."
-        )
-    if len(labels) and labels.max() >= width:
-        raise ValueError(
-            f"Label {labels.max()} is out of range for a model that outputs {width} classes."
-        )
-    if len(labels) and labels.min() < 0:
-        raise ValueError(
-            f"Label {labels.min()} is negative: labels must be class ids in [0, {width})."
-        )
-    if np.issubdtype(outputs.dtype, np.floating) and np.isnan(outputs).any():
-        bad = int(np.isnan(outputs).any(axis=1).sum())
-        raise ValueError(
-            f"The model output NaN for {bad} of {len(labels)} examples; expected finite logits "
-            "or probabilities. A NaN output has no meaningful argmax, so no accuracy or noise "
-            "score is given (is the model diverged, or its weights corrupt?)."
-        )
-    return outputs
-
-
-def _versions() -> dict[str, str]:
-    import keras
-
-    import sparse_keras
-
-    return {
-        "sparse_keras": sparse_keras.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": sys.version.split()[0],
-    }
+DEFAULT_NOISE_LEVELS = protocol.DEFAULT_NOISE_LEVELS
 
 
 def evaluate(
@@ -232,7 +35,7 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 1000,
     data_dir: str | os.PathLike | None = None,
-    noise_fn: NoiseFn | None = None,
+    noise_fn: protocol.NoiseFn | None = None,
     preprocess: Callable[[tf.Tensor], tf.Tensor] | None = None,
     progress: bool = True,
     max_examples: int | None = None,
@@ -303,16 +106,16 @@ def evaluate(
     >>> report.max_score
     200
     """
-    levels = _check_levels(noise_levels)
+    levels = protocol.check_levels(noise_levels)
     seed = _check_seed(seed)
-    if not isinstance(dataset, tf.data.Dataset) and not _is_named(dataset):
+    if not isinstance(dataset, tf.data.Dataset) and not protocol.is_named(dataset):
         raise ValueError(
             f"Unknown dataset {dataset!r}; expected one of {tuple(data.DATASETS)} or a "
             "tf.data.Dataset."
         )
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = protocol.positive_int("batch_size", batch_size)
     if max_examples is not None:
-        max_examples = _positive_int("max_examples", max_examples)
+        max_examples = protocol.positive_int("max_examples", max_examples)
     if engine not in engines.ENGINES:
         raise ValueError(f"Unknown engine {engine!r}; expected one of {engines.ENGINES}.")
     if isinstance(model, str | os.PathLike):
@@ -320,9 +123,9 @@ def evaluate(
         model_name = model_name or (path.stem if path.suffix == ".keras" else str(model))
         model = load_model(model)
     if isinstance(dataset, tf.data.Dataset):
-        test = _user_data(dataset, noise_fn, max_examples)
+        test = protocol.user_data(dataset, noise_fn, max_examples)
     else:
-        test = _named_data(dataset, data_dir, max_examples)
+        test = protocol.named_data(dataset, data_dir, max_examples)
     test.noise_fn = noise_fn or test.noise_fn
     test.preprocess = preprocess or test.preprocess
     test.num_classes = num_classes or test.num_classes
@@ -336,61 +139,38 @@ def evaluate(
     timing = {"data": 0.0, "model": 0.0}
     start = time.perf_counter()
     bar = tqdm(levels, desc=f"noise levels ({test.name})", unit="level", disable=not progress)
-    with _quiet_tensorflow_warnings():
+    with protocol.quiet_tensorflow_warnings():
         for eta in bar:
             level_correct = level_total = 0
             tick = time.perf_counter()
-            for features, labels in _feature_batches(test, eta, int(seed), int(batch_size)):
+            for features, labels in protocol.feature_batches(test, eta, int(seed), int(batch_size)):
                 tock = time.perf_counter()
                 if first_batch:
                     predictor, outputs = predictor.check_first_batch(features)
                     first_batch = False
                 else:
                     outputs = predictor.predict(features)
-                outputs = _check_outputs(outputs, test.num_classes, labels, test.name)
+                outputs = protocol.check_outputs(outputs, test.num_classes, labels, test.name)
                 timing["data"] += tock - tick
                 level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))
                 level_total += len(labels)
                 tick = time.perf_counter()
                 timing["model"] += tick - tock
-            test_size = _check_level_total(test.name, eta, level_total, test_size)
+            test_size = protocol.check_level_total(test.name, eta, level_total, test_size)
             correct.append(level_correct)
             bar.set_postfix(accuracy=f"{100 * level_correct / level_total:.2f}%")
     timing["total"] = time.perf_counter() - start
     return NoiseReport(
-        model_name=_model_name(model, model_name),
+        model_name=protocol.report_name(model, model_name),
         dataset=test.name,
         noise_levels=levels,
         correct=tuple(correct),
         test_size=test_size,
         seed=int(seed),
         timing={key: round(value, 3) for key, value in timing.items()},
-        versions=_versions(),
+        versions=protocol.package_versions(),
         engine=predictor.engine,
     )
-
-
-def _feature_batches(test: _TestData, eta: float, seed: int, batch_size: int):
-    """Yields `(features, int64 labels)` of every test batch corrupted at level `eta`."""
-    # Each level traces its own noise graph on purpose (the number of noisy pixels is a
-    # static shape); TensorFlow would warn about "excessive retracing" after five.
-    corrupt = _corrupt_fn(test, eta, seed)
-    for batch_index, (first_example, inputs, labels) in enumerate(test.raw_batches(batch_size)):
-        features = corrupt(
-            inputs, tf.constant(first_example, tf.int64), tf.constant(batch_index, tf.int64)
-        )
-        yield features, np.asarray(labels).astype(np.int64)
-
-
-def _check_level_total(name: str, eta: float, level_total: int, test_size: int | None) -> int:
-    if level_total == 0:
-        raise ValueError(f"The {name} test dataset is empty: nothing to evaluate.")
-    if test_size is not None and level_total != test_size:
-        raise ValueError(
-            f"The dataset gave {level_total} examples at noise {eta} but {test_size} before: "
-            "it must give the same examples on every pass."
-        )
-    return level_total
 
 
 def load_model(name_or_path: str | os.PathLike):
@@ -410,7 +190,3 @@ def load_model(name_or_path: str | os.PathLike):
         ValueError: for a file that is not a Keras model, or an unknown zoo name.
     """
     return resolve_model(name_or_path).model
-
-
-def _is_named(dataset) -> bool:
-    return isinstance(dataset, str) and dataset in data.DATASETS

@@ -15,19 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from sparse_keras import data
+from sparse_keras.robustness import _protocol as protocol
 from sparse_keras.robustness import engines
-from sparse_keras.robustness.evaluation import (
-    DEFAULT_NOISE_LEVELS,
-    _check_level_total,
-    _check_levels,
-    _check_outputs,
-    _feature_batches,
-    _model_name,
-    _named_data,
-    _positive_int,
-    _quiet_tensorflow_warnings,
-    _versions,
-)
 from sparse_keras.robustness.report import NoiseReport, _check_seed
 
 
@@ -70,7 +59,7 @@ class NoisyTestSet:
             model_name: Name for the report.
             engine: "auto", "keras" or "sparse", as for `evaluate`.
         """
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = protocol.positive_int("batch_size", batch_size)
         predictor = engines.choose(model, engine)
         start = time.perf_counter()
         correct = []
@@ -83,25 +72,25 @@ class NoisyTestSet:
                     predictor, outputs = predictor.check_first_batch(batch)
                 else:
                     outputs = predictor.predict(batch)
-                outputs = _check_outputs(outputs, self.num_classes, labels, self.dataset)
+                outputs = protocol.check_outputs(outputs, self.num_classes, labels, self.dataset)
                 level_correct += int(np.sum(np.argmax(outputs, axis=1) == labels))
             correct.append(level_correct)
         return NoiseReport(
-            model_name=_model_name(model, model_name),
+            model_name=protocol.report_name(model, model_name),
             dataset=self.dataset,
             noise_levels=self.noise_levels,
             correct=tuple(correct),
             test_size=len(self.labels),
             seed=self.seed,
             timing={"model": round(time.perf_counter() - start, 3)},
-            versions=_versions(),
+            versions=protocol.package_versions(),
             engine=predictor.engine,
         )
 
 
 def noisy_test_set(
     dataset: str = "mnist",
-    noise_levels: Sequence[float] = DEFAULT_NOISE_LEVELS,
+    noise_levels: Sequence[float] = protocol.DEFAULT_NOISE_LEVELS,
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     max_examples: int | None = None,
@@ -126,18 +115,18 @@ def noisy_test_set(
     >>> test_set.evaluate(model).max_score
     200
     """
-    levels = _check_levels(noise_levels)
+    levels = protocol.check_levels(noise_levels)
     data.dataset(dataset)  # an unknown name fails here, listing the known ones
     seed = _check_seed(seed)
     if max_examples is not None:
-        max_examples = _positive_int("max_examples", max_examples)
-    test = _named_data(dataset, data_dir, max_examples)
+        max_examples = protocol.positive_int("max_examples", max_examples)
+    test = protocol.named_data(dataset, data_dir, max_examples)
     features, labels, test_size = [], None, None
-    with _quiet_tensorflow_warnings():
+    with protocol.quiet_tensorflow_warnings():
         for eta in levels:
-            batches = list(_feature_batches(test, eta, int(seed), 1000))
+            batches = list(protocol.feature_batches(test, eta, int(seed), 1000))
             level_labels = np.concatenate([b[1] for b in batches]) if batches else np.zeros(0)
-            test_size = _check_level_total(test.name, eta, len(level_labels), test_size)
+            test_size = protocol.check_level_total(test.name, eta, len(level_labels), test_size)
             features.append(np.concatenate([np.asarray(b[0], np.float32) for b in batches]))
             labels = level_labels
     return NoisyTestSet(test.name, levels, features, labels, int(seed), test.num_classes)
