@@ -166,6 +166,10 @@ def test_gsc12v2_table_held_out_cells_by_hand(gsc_results):
     # The other convention has no runs: every cell says so.
     recorded = text.split("## The standard convention")[1].split("\n## ")[0]
     assert recorded.count("not run yet") == 2 * 4 * 2  # protocols x networks x cells
+    # The answer carries its scale: the held-out mean scores' range, by hand.
+    answer = text.split("more robust to noise here?")[1].splitlines()[2]
+    span = f"{dense_score.mean():,.0f}–{sparse_score.mean():,.0f} of"
+    assert answer.startswith("- The paper's convention") and f"noise scores span {span}" in answer
 
 
 def test_sparse_vs_dense_answer_needs_every_pair_significant():

@@ -242,6 +242,32 @@ def _level_rows(recipes: dict[str, str], results_dir: pathlib.Path, protocol: st
     return lines
 
 
+def _scale_note(recipes: dict[str, str], results_dir: pathlib.Path) -> str:
+    """How large the scores are: their range against the maximum, and accuracy at the
+    first noise level (held-out protocol), so that a significant difference is read with
+    its size."""
+    reports = [
+        report
+        for recipe, title in recipes.items()
+        if (report := pooled_report(recipe, title, results_dir, "held_out"))
+    ]
+    if not reports or len(reports[0].noise_levels) < 2:
+        return ""
+    scores = [
+        round(np.mean([protocol_values(run, "held_out")[1] for run in runs]))
+        for recipe in recipes
+        if (runs := load_results(recipe, results_dir))
+    ]
+    first = [100 * report.correct[1] / report.test_size for report in reports]
+    clean = [100 * report.correct[0] / report.test_size for report in reports]
+    return (
+        f". For scale: the networks' mean noise scores span {min(scores):,}–{max(scores):,} of "
+        f"{reports[0].max_score:,}, and their mean accuracy falls from {min(clean):.1f}–"
+        f"{max(clean):.1f}% clean to {min(first):.1f}–{max(first):.1f}% at "
+        f"η = {reports[0].noise_levels[1]:.2f}"
+    )
+
+
 def sparse_vs_dense_answer(
     scores: dict[str, list[float]], sparse: list[str], dense: list[str]
 ) -> str:
@@ -322,7 +348,8 @@ def gsc12v2_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
             dense_names = [f"{convention}_{n}" for n in dense]
             lines += _welch_rows(scores, [sparse_names], [dense_names], recipes, level=4)
             if protocol == "held_out":
-                answers.append((title, sparse_vs_dense_answer(scores, sparse_names, dense_names)))
+                answer = sparse_vs_dense_answer(scores, sparse_names, dense_names)
+                answers.append((title, answer + _scale_note(recipes, results_dir)))
     lines += [
         "",
         "## Are the sparse networks more robust to noise here? (held-out protocol)",
