@@ -220,9 +220,18 @@ def test_speed_report(data_dir, tmp_path):
         "--no-xla",
         "--no-checks",
         "--no-write",
+        "--training-batches",
+        "4",
+        "--training-steps",
+        "5",
+        "--training-rounds",
+        "1",
         env={"SPARSE_KERAS_DATA": str(data_dir)},
     )
     assert re.search(rf"mnist_sparse_cnn2 batch 2: sparse {NUMBER} us/sample", out), out
+    # The training part: its ratio line and its table row (the train_step.py contenders).
+    assert re.search(rf"training mnist batch 4: sparse/dense step {NUMBER}", out), out
+    assert re.search(rf"^\| mnist_sparse_cnn2 \| 4 \| 5 \| {NUMBER} \({NUMBER}\) \|", out, re.M)
     assert re.search(rf"-> {NUMBER}x", out), out
     assert "fraction of the multiply-count limit reached" in out
 
