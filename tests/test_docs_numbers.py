@@ -375,9 +375,16 @@ def test_train_step_ratios():
     assert f"`top_k`'s {span(top_k)}" in flat(page)
     assert f"step {span(top_k)} as long as the same network with ReLUs" in flat(page)
     readme = flat((REPO / "README.md").read_text())
+    # The README quotes the speed report's training part (ratios of median CPU times).
+    report = json.loads((REPO / "benchmarks" / "results" / "speed_report.json").read_text())
+    ratios = {
+        name: [r["medians"][name][0] / r["medians"]["dense ReLU"][0] for r in report["training"]]
+        for name in ("sparse, auto", "sparse, top_k")
+    }
+    assert {r["batch"] for r in report["training"]} == {4, 16, 64}
     assert (
-        f"training step took {span(kernel)} as long as the same network's with ReLUs "
-        f"({span(top_k)} with `tf.math.top_k`)"
+        f"training step took {span(ratios['sparse, auto'])} as long as the same network's with "
+        f"ReLUs ({span(ratios['sparse, top_k'])} with `tf.math.top_k`) at batches 4, 16 and 64"
     ) in readme
     # The page's table is generated from the same file, one row per run.
     assert "<!-- generated: train-step -->" in page
