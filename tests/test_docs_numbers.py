@@ -382,6 +382,16 @@ def test_train_step_ratios():
         for name in ("sparse, auto", "sparse, top_k")
     }
     assert {r["batch"] for r in report["training"]} == {4, 16, 64}
+    extra = {
+        network: "/".join(
+            f"+{round(100 * (r['medians']['sparse, auto'][0] / r['medians']['dense ReLU'][0] - 1))}%"
+            for batch in (4, 16, 64)
+            for r in report["training"]
+            if r["network"] == network and r["batch"] == batch
+        )
+        for network in ("mnist", "gsc")
+    }
+    assert f"`auto` at {extra['mnist']} for MNIST and {extra['gsc']} for GSC" in flat(page)
     assert (
         f"training step took {span(ratios['sparse, auto'])} as long as the same network's with "
         f"ReLUs ({span(ratios['sparse, top_k'])} with `tf.math.top_k`) at batches 4, 16 and 64"
