@@ -181,3 +181,36 @@ def test_sparse_vs_dense_answer_needs_every_pair_significant():
     mixed = {"s": high, "d": low, "d2": [9.0, 12.0, 13.0]}
     assert answer(mixed, ["s"], ["d", "d2"]).startswith("not settled: of 2 sparse-dense pairs, 1")
     assert answer({"s": [1.0], "d": low}, ["s"], ["d"]).startswith("not settled: needs at least 2")
+
+
+@pytest.fixture(scope="module")
+def fsdd_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fsdd_results")
+    for network, runs in (("sparse_cnn2", GSC_SPARSE), ("dense_cnn2", GSC_DENSE)):
+        for seed, (accs, scores, val) in enumerate(runs):
+            recipe = get_recipe(f"fsdd_{network}")
+            train.record_result(recipe, seed, _state(accs, scores, val=val), out, command="x")
+    return out
+
+
+def test_fsdd_table_has_both_protocols_by_hand(fsdd_results):
+    text = aggregate.fsdd_markdown(fsdd_results)
+    held_out = text.split("## " + aggregate.PROTOCOLS["held_out"][0])[1].split("\n## ")[0]
+    paper = text.split("## " + aggregate.PROTOCOLS["paper"][0])[1]
+    # Held out: best validation (sparse epochs 1 and 2), sample std.
+    acc, score = np.array([85.0, 86.0]), np.array([103000.0, 104000.0])
+    assert (
+        f"| Sparse CNN-2 | 0,1 | {acc.mean():.2f} ± {acc.std(ddof=1):.2f} "
+        f"| {score.mean():,.0f} ± {score.std(ddof=1):,.0f} |"
+    ) in held_out
+    # Paper: best test epoch (sparse epochs 1 and 2 again; dense epochs 1 and 1), population std.
+    dense_acc, dense_score = np.array([87.0, 88.0]), np.array([96000.0, 97000.0])
+    assert (
+        f"| Dense CNN-2 (dropout 0.0) | 0,1 | {dense_acc.mean():.2f} ± {dense_acc.std():.2f} "
+        f"| {dense_score.mean():,.0f} ± {dense_score.std():,.0f} |"
+    ) in paper
+    t, p = _welch_by_hand(score, dense_score)
+    assert f"| Sparse CNN-2 | Dense CNN-2 (dropout 0.0) | +7,000 | {t:.2f} | {p:.2g} |" in paper
+    # Per-level curves in both sections; level 0 is the clean accuracy.
+    assert "| Sparse CNN-2 | 85.5 |" in held_out and "| Sparse CNN-2 | 85.5 |" in paper
+    assert "Result files made by commit(s):" in text
