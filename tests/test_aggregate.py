@@ -133,14 +133,18 @@ GSC_DENSE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gsc_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gsc_results")
+def _audio_results(out, prefix: str):
+    """GSC_SPARSE and GSC_DENSE recorded as `<prefix>sparse_cnn2` / `<prefix>dense_cnn2` runs."""
     for network, runs in (("sparse_cnn2", GSC_SPARSE), ("dense_cnn2", GSC_DENSE)):
         for seed, (accs, scores, val) in enumerate(runs):
-            recipe = get_recipe(f"gsc12v2_{network}")
+            recipe = get_recipe(f"{prefix}{network}")
             train.record_result(recipe, seed, _state(accs, scores, val=val), out, command="x")
     return out
+
+
+@pytest.fixture(scope="module")
+def gsc_results(tmp_path_factory):
+    return _audio_results(tmp_path_factory.mktemp("gsc_results"), "gsc12v2_")
 
 
 def test_gsc12v2_table_held_out_cells_by_hand(gsc_results):
@@ -185,12 +189,7 @@ def test_sparse_vs_dense_answer_needs_every_pair_significant():
 
 @pytest.fixture(scope="module")
 def fsdd_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fsdd_results")
-    for network, runs in (("sparse_cnn2", GSC_SPARSE), ("dense_cnn2", GSC_DENSE)):
-        for seed, (accs, scores, val) in enumerate(runs):
-            recipe = get_recipe(f"fsdd_{network}")
-            train.record_result(recipe, seed, _state(accs, scores, val=val), out, command="x")
-    return out
+    return _audio_results(tmp_path_factory.mktemp("fsdd_results"), "fsdd_")
 
 
 def test_fsdd_table_has_both_protocols_by_hand(fsdd_results):
