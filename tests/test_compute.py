@@ -405,3 +405,43 @@ def test_sparse_dense_kernel_by_hand():
     np.testing.assert_array_equal(out, [[91, 95, 99], [121, 123, 125]])
     _kernels.dense_sparse_input_rows(idx, -val, w, np.ones(3, np.float32), True, out)
     np.testing.assert_array_equal(out, np.zeros((2, 3)))
+
+
+@needs_numba
+def test_conv_channel_padding_gives_the_same_bits(mnist_images):
+    # Conv stages pad 30 output channels (the paper's CNN-1 and dense networks) to 32
+    # for vectorisation; the padded channels must never reach the output, and the real
+    # ones must not change by a bit. Sparse CNN-2 with 30 filters in both conv layers
+    # covers the dense-input and the sparse-input kernel.
+    from sparse_keras.compute import _kernels, _stages
+
+    keras.utils.set_random_seed(3)
+    model = models.build("mnist_sparse_cnn2", seed=3, conv_filters=(30, 30))
+    model = simulate_trained_state(model, mnist_images[:100])
+    fast = sparse_inference(model)
+    convs = [s for s in fast.stages if isinstance(s, _stages._Conv)]
+    assert [c.kernel.shape[3] for c in convs] == [30, 30]
+    for conv in convs:
+        kernel, bias = conv.padded_weights()
+        assert kernel.shape[3] == 32 and bias.shape == (32,)
+        np.testing.assert_array_equal(kernel[..., :30], conv.kernel)
+        assert not kernel[..., 30:].any() and not bias[30:].any()
+    # Stage by stage, the padded call against the kernels fed the unpadded weights.
+    x = mnist_images[:16]
+    h = x
+    for stage in fast.stages:
+        out = stage(h)
+        if isinstance(stage, _stages._Conv):
+            plain = np.empty_like(out)
+            args = (stage.kernel, stage.bias, stage.pool, stage.relu, plain)
+            if isinstance(h, _stages._Sparse):
+                _kernels.conv2d_sparse_input(h.idx, h.val, *h.shape, *args)
+            else:
+                _kernels.conv2d_dense_input(h, *args)
+            assert out.shape[-1] == 30
+            np.testing.assert_array_equal(out, plain)
+        h = out
+    # Replacing the kernel (as folding a batch norm does) refreshes the padded copy.
+    conv = convs[0]
+    conv.kernel = (conv.kernel * 2).astype(np.float32)
+    np.testing.assert_array_equal(conv.padded_weights()[0][..., :30], conv.kernel)

@@ -33,8 +33,9 @@ def conv2d_dense_input(x, w, b, pool, relu, out):
 
     Args:
         x: float32 `[B, H, W, Ci]`.
-        w: float32 `[KH, KW, Ci, Co]` (batch norm already folded in).
-        b: float32 `[Co]`.
+        w: float32 `[KH, KW, Ci, Cw]` (batch norm already folded in), `Cw >= Co`: extra
+            (padding) channels are computed in scratch and not written out.
+        b: float32 `[Cw]`.
         pool: Pooling size, >= 1.
         relu: Apply ReLU to the pooled output.
         out: float32 `[B, (H - KH + 1) // pool, (W - KW + 1) // pool, Co]`.
@@ -119,8 +120,9 @@ def conv2d_sparse_input(idx, val, height, width, c_in, w, b, pool, relu, out):
         idx: int32 `[B, k]` flat indices into `[height, width, c_in]`, ascending.
         val: float32 `[B, k]` their values.
         height, width, c_in: Shape of the (dense) input.
-        w: float32 `[KH, KW, c_in, Co]`.
-        b: float32 `[Co]`.
+        w: float32 `[KH, KW, c_in, Cw]`, `Cw >= Co`: extra (padding) channels are
+            computed in scratch and not written out.
+        b: float32 `[Cw]`.
         pool: Pooling size, >= 1.
         relu: Apply ReLU to the pooled output.
         out: float32 `[B, Ho // pool, Wo // pool, Co]`.

@@ -26,6 +26,8 @@ _SUPPORTED = (
 )
 
 WEIGHT_FORMATS = ("rows", "csr")
+# Output channels of a conv stage are padded to a multiple of this (`_Conv.padded_weights`).
+CHANNEL_BLOCK = 16
 
 
 def _kernels():
@@ -84,22 +86,40 @@ class _Conv(_Stage):
     in_shape: tuple[int, int, int]
     pool: int = 1
     relu: bool = False
+    _padded: tuple | None = dataclasses.field(default=None, init=False, repr=False)
 
     def output_shape(self):
         h, w, _ = self.in_shape
         kh, kw, _, c_out = self.kernel.shape
         return ((h - kh + 1) // self.pool, (w - kw + 1) // self.pool, c_out)
 
+    def padded_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel `[KH, KW, Ci, Co']` and bias `[Co']` zero-padded to `Co'`, a multiple of 16.
+
+        The kernels' innermost loop runs over output channels. LLVM vectorises it in
+        whole blocks and does the rest one channel at a time, so 30 channels (the MNIST
+        networks) ran about 1.7x slower than 32. The padded channels live only in the
+        kernels' scratch rows: the output keeps `Co` channels, and every real channel
+        sums the same terms in the same order (identical bits).
+        """
+        # Cached per kernel object: folding a batch norm in replaces the arrays.
+        if self._padded is None or self._padded[0] is not self.kernel:
+            c_out = self.kernel.shape[3]
+            extra = -c_out % CHANNEL_BLOCK
+            kernel = np.pad(self.kernel, [(0, 0)] * 3 + [(0, extra)]).astype(np.float32)
+            bias = np.pad(self.bias, (0, extra)).astype(np.float32)
+            self._padded = (self.kernel, kernel, bias)
+        return self._padded[1], self._padded[2]
+
     def __call__(self, x):
         k = _kernels()
+        kernel, bias = self.padded_weights()
         if isinstance(x, _Sparse):
             out = np.empty((x.idx.shape[0], *self.output_shape()), np.float32)
-            k.conv2d_sparse_input(
-                x.idx, x.val, *x.shape, self.kernel, self.bias, self.pool, self.relu, out
-            )
+            k.conv2d_sparse_input(x.idx, x.val, *x.shape, kernel, bias, self.pool, self.relu, out)
         else:
             out = np.empty((x.shape[0], *self.output_shape()), np.float32)
-            k.conv2d_dense_input(x, self.kernel, self.bias, self.pool, self.relu, out)
+            k.conv2d_dense_input(x, kernel, bias, self.pool, self.relu, out)
         return out
 
     def describe(self) -> str:
