@@ -14,6 +14,8 @@ Markdown still reads well on GitHub):
   `training/results/gsc12v2_table.md` (written by `python -m training.aggregate gsc12v2`).
 - `<!-- generated: train-step -->`: every run recorded in `benchmarks/results/train_step.md`
   by `python benchmarks/train_step.py --out ...`.
+- `<!-- generated: side-by-side -->`: `training/results/side_by_side.md`, our training steps
+  against a PyTorch re-implementation of the released step (`training/side_by_side_torch.py`).
 
 An unknown marker fails the build. Pages that other work is still writing
 (`OPTIONAL_PAGES`) are dropped from the navigation while their file is missing; any
@@ -348,6 +350,11 @@ def api_rest_markdown(package: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def side_by_side_markdown() -> str:
+    """The committed `training/results/side_by_side.md` (python training/side_by_side_torch.py)."""
+    return _demote((RESULTS_DIR / "side_by_side.md").read_text())
+
+
 def audio_facts_markdown() -> str:
     """The committed `training/results/audio_facts.md` (python -m training.audio_facts)."""
     return _demote((RESULTS_DIR / "audio_facts.md").read_text())
@@ -365,6 +372,7 @@ GENERATORS = {
     "train-step": train_step_markdown,
     "api-rest": api_rest_markdown,
     "audio-facts": audio_facts_markdown,
+    "side-by-side": side_by_side_markdown,
 }
 
 
