@@ -166,6 +166,13 @@ PAPER_TABLE2 = {
 }
 
 
+def _protocol_heading(protocol: str, level: int, header: str) -> list[str]:
+    """A protocol's section start: heading, what it selects, a table header and rule."""
+    heading, selects, _ = PROTOCOLS[protocol]
+    rule = "|" + "---|" * (header.count("|") - 1)
+    return ["", f"{'#' * level} {heading}", "", f"Selection: {selects}", "", header, rule]
+
+
 def fsdd_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
     lines = [
         "# The GSC networks trained on FSDD (real spoken digits), next to Table 2's claim",
@@ -182,17 +189,12 @@ def fsdd_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
     ]
     titles = {k.replace("gsc_", "fsdd_"): v[0] for k, v in PAPER_TABLE2.items()}
     for protocol in ("held_out", "paper"):
-        heading, selects, _ = PROTOCOLS[protocol]
-        lines += [
-            "",
-            f"## {heading}",
-            "",
-            f"Selection: {selects}",
-            "",
+        lines += _protocol_heading(
+            protocol,
+            2,
             "| network | seeds | accuracy % (FSDD, ours) | noise score (FSDD, ours, max 3,300) "
             "| paper on GSC: accuracy % | paper on GSC: noise score (max 28,072) |",
-            "|---|---|---|---|---|---|",
-        ]
+        )
         scores: dict[str, list[float]] = {}
         for gsc_name, (title, paper_acc, paper_score) in PAPER_TABLE2.items():
             recipe = gsc_name.replace("gsc_", "fsdd_")
@@ -346,16 +348,9 @@ def gsc12v2_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
         recipes = _gsc12v2_recipes(convention)
         lines += ["", f"## {title}", "", f"Recipes `{convention}_<network>`: {silence}."]
         for protocol in ("held_out", "paper"):
-            heading, selects, _ = PROTOCOLS[protocol]
-            lines += [
-                "",
-                f"### {heading}",
-                "",
-                f"Selection: {selects}",
-                "",
-                "| network | seeds | clean accuracy % | noise score |",
-                "|---|---|---|---|",
-            ]
+            lines += _protocol_heading(
+                protocol, 3, "| network | seeds | clean accuracy % | noise score |"
+            )
             scores: dict[str, list[float]] = {}
             for recipe, name in recipes.items():
                 seeds, acc, score = _seed_summary(recipe, results_dir, scores, protocol)
