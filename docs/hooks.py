@@ -14,6 +14,8 @@ Markdown still reads well on GitHub):
   `training/results/gsc12v2_table.md` (written by `python -m training.aggregate gsc12v2`).
 - `<!-- generated: train-step -->`: every run recorded in `benchmarks/results/train_step.md`
   by `python benchmarks/train_step.py --out ...`.
+- `<!-- generated: pruning-answer -->`: the answer `python -m training.pruning --report` writes
+  into `training/results/pruning.md`.
 - `<!-- generated: side-by-side -->`: `training/results/side_by_side.md`, our training steps
   against a PyTorch re-implementation of the released step (`training/side_by_side_torch.py`).
 
@@ -355,6 +357,15 @@ def side_by_side_markdown() -> str:
     return _demote((RESULTS_DIR / "side_by_side.md").read_text())
 
 
+def pruning_answer_markdown() -> str:
+    """The generated answer in `training/results/pruning.md` (python -m training.pruning --report)."""
+    text = (RESULTS_DIR / "pruning.md").read_text()
+    begin, end = "<!-- answer -->", "<!-- end of answer -->"
+    if begin not in text or end not in text:
+        raise ValueError(f"{RESULTS_DIR / 'pruning.md'} has no {begin} ... {end} section.")
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
 def audio_facts_markdown() -> str:
     """The committed `training/results/audio_facts.md` (python -m training.audio_facts)."""
     return _demote((RESULTS_DIR / "audio_facts.md").read_text())
@@ -373,6 +384,7 @@ GENERATORS = {
     "api-rest": api_rest_markdown,
     "audio-facts": audio_facts_markdown,
     "side-by-side": side_by_side_markdown,
+    "pruning-answer": pruning_answer_markdown,
 }
 
 
