@@ -78,6 +78,8 @@ def test_record_follows_the_runner_step_by_step(recorded, data_dir):
     ties = json.loads(str(z["ties_trained"]))
     assert set(ties) == {"conv1_kwinners", "conv2_kwinners", "hidden_kwinners"}
     assert all(row["samples"] == 64 for row in ties.values())
+    effect = json.loads(str(z["tie_rule_effect"]))
+    assert effect["samples"] == 64 and set(effect["layers"]) == {"conv1_kwinners", "conv2_kwinners"}
 
 
 def test_threshold_ties_are_counted_by_hand():
@@ -142,3 +144,22 @@ def test_steps_without_a_threshold_tie_agree_to_rounding(result):
         assert abs(row["loss_torch"] - row["loss_keras"]) < 1e-5, row
     # Samples: steps x batch of each phase (batch 4, then 64).
     assert result["samples"] == {"A": 4 * result["steps_a"], "B": 64 * result["steps_b"]}
+
+
+def test_tie_rule_effect_by_hand():
+    # A 1x2x2 input with 2 channels, all values equal: every unit ties. k = 2 winners.
+    # Ours (H·W·C order) keeps (0,0,c0) and (0,0,c1), flat indices 0 and 1; C·H·W order
+    # keeps (c0,0,0) and (c0,0,1), i.e. (0,0,c0) and (0,1,c0), flat indices 0 and 2.
+    inputs = keras.Input((1, 2, 2))
+    kw = KWinners(2, k_inference_factor=1.0, name="kw")
+    logits = keras.layers.Dense(2, use_bias=False, name="out")(keras.layers.Flatten()(kw(inputs)))
+    model = keras.Model(inputs, logits)
+    weights = np.zeros((4, 2), np.float32)
+    weights[1, 0] = 1.0  # class 0 reads flat unit 1, a winner only under our rule
+    weights[2, 1] = 1.0  # class 1 reads flat unit 2, a winner only under C·H·W order
+    model.get_layer("out").set_weights([weights])
+    images = np.ones((3, 1, 2, 2), np.float32)
+    effect = side_by_side.tie_rule_effect(model, images, np.array([1, 1, 0]))
+    assert effect["samples"] == 3
+    assert effect["accuracy"] == pytest.approx(1 / 3)  # ours says class 0 for all three
+    assert effect["layers"] == {"kw": {"accuracy": pytest.approx(2 / 3), "classes_changed": 3}}

@@ -89,6 +89,52 @@ def threshold_ties(model: keras.Model, images: np.ndarray) -> dict[str, dict[str
     return counts
 
 
+def tie_rule_effect(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Classes at inference when conv k-winners break ties in C·H·W order instead of ours.
+
+    Ours keeps the first tied unit in H·W·C order (Keras's layout); the released code's
+    tensors are C·H·W. For each conv k-winners layer in turn (the others unchanged), the
+    winners are chosen again with ties going to the first in C·H·W order.
+
+    Args:
+        model: A network whose conv `KWinners` layers are followed by the rest of a chain.
+        images: Preprocessed inputs `[N, *input shape]`.
+        labels: int `[N]`.
+
+    Returns:
+        `{"samples": N, "accuracy": ours, "layers": {name: {"accuracy": with C·H·W ties,
+        "classes_changed": count}}}`.
+    """
+    ours = np.argmax(model.predict(images, batch_size=500, verbose=0), axis=1)
+    result = {"samples": len(labels), "accuracy": float(np.mean(ours == labels)), "layers": {}}
+    layers = model.layers
+    for i, layer in enumerate(layers):
+        if not hasattr(layer, "k_inference") or layer.is_relu or len(layer.input.shape) != 4:
+            continue
+        values = np.asarray(
+            keras.Model(model.inputs, layer.input).predict(images, batch_size=500, verbose=0)
+        )
+        boosted = (values * np.asarray(layer.boost_factors())).transpose(0, 3, 1, 2)
+        flat = boosted.reshape(len(values), -1)
+        # A stable sort keeps tied values in C·H·W index order.
+        winners = np.argsort(-flat, axis=1, kind="stable")[:, : layer.k_inference]
+        mask = np.zeros_like(flat)
+        np.put_along_axis(mask, winners, 1.0, axis=1)
+        selected = values * mask.reshape(boosted.shape).transpose(0, 2, 3, 1)
+        rest_input = keras.Input(values.shape[1:])
+        h = rest_input
+        for later in layers[i + 1 :]:
+            h = later(h)
+        classes = np.argmax(
+            keras.Model(rest_input, h).predict(selected, batch_size=500, verbose=0), axis=1
+        )
+        result["layers"][layer.name] = {
+            "accuracy": float(np.mean(classes == labels)),
+            "classes_changed": int(np.sum(classes != ours)),
+        }
+    return result
+
+
 def _state(model: keras.Model) -> dict[str, np.ndarray]:
     return {w.path: np.array(w.numpy()) for w in model.weights}
 
@@ -113,8 +159,9 @@ def record(
         data_dir: MNIST IDX folder (default: `SPARSE_KERAS_DATA` or the cache).
         out: The `.npz` to write (default `OUT_DIR / f"{recipe}_seed{seed}.npz"`).
         ties_of: A zoo model (e.g. "mnist_sparse_cnn2") whose `threshold_ties` on the
-            first `ties_samples` training images are stored too; None: skipped.
-        ties_samples: How many training images `ties_of` is measured on.
+            first `ties_samples` training images, and `tie_rule_effect` on the first
+            `ties_samples` test images, are stored too; None: skipped.
+        ties_samples: How many training (and test) images `ties_of` is measured on.
 
     Returns:
         The path written.
@@ -160,11 +207,14 @@ def record(
             step += 1
             if step - 1 in snaps:
                 states[step] = _state(model)
-    ties = {}
+    ties, tie_rule = {}, {}
     if ties_of is not None:
         images, _ = mnist.load_arrays("train", data_dir)
         images = np.asarray(data.dataset.preprocess(images[:ties_samples]))
         ties = threshold_ties(ties_model, images)
+        test_images, test_labels = mnist.load_arrays("test", data_dir)
+        test_images = np.asarray(data.dataset.preprocess(test_images[:ties_samples]))
+        tie_rule = tie_rule_effect(ties_model, test_images, test_labels[:ties_samples])
     out = out or OUT_DIR / f"{recipe_name}_seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     k_winners = [layer for layer in model.layers if hasattr(layer, "k_inference")]
@@ -178,6 +228,7 @@ def record(
         momentum=recipe.momentum,
         ties_of=ties_of or "",
         ties_trained=json.dumps(ties),
+        tie_rule_effect=json.dumps(tie_rule),
         weight_decay=recipe.weight_decay or 0.0,
         loss=np.array(losses),
         learning_rate=np.array(learning_rates),
