@@ -86,6 +86,8 @@ def test_table1_plan(recorder):
     assert {s for s in started if s.startswith("mnist_sparse_cnn2:")} == {
         f"mnist_sparse_cnn2:{seed}" for seed in range(10)
     }
+    # All CNN-2 seeds come before any further CNN-1 seed or ablation.
+    assert all(s.split(":")[0].endswith("_cnn2") for s in started[4:22])
     assert all(line.endswith("--data-dir /d") for line in calls())
 
 
