@@ -459,6 +459,13 @@ def pruning_seeds() -> dict[str, dict[int, dict]]:
     return rows
 
 
+def p_text(p: float) -> str:
+    """The answer's p-value format, written out here: 2 decimals, 3 below 0.01, "< 0.001"."""
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
 def test_pruning_answer_states_its_p_values():
     rows = pruning_seeds()
     scores = {label: {s: r["noise_score"] for s, r in runs.items()} for label, runs in rows.items()}
@@ -482,16 +489,17 @@ def test_pruning_answer_states_its_p_values():
     pruned_mults = mults["Dense CNN-2, pruned global90"]
     for page in PRUNING_PAGES:
         text = _pruning_page_text(page)
-        quoted = re.findall(r"Welch p = ([0-9.]+), paired p = ([0-9.]+)", text)
-        assert quoted and set(quoted) == {(f"{p_pruned_sparse:.2f}", f"{paired:.2f}")}, page
+        quoted = re.findall(r"Welch (p [=<] [0-9.]+), paired (p [=<] [0-9.]+)", text)
+        expected = (p_text(p_pruned_sparse), p_text(paired))
+        assert quoted and set(quoted) == {expected}, (page, quoted)
         difference = np.mean(list(sparse.values())) - np.mean(list(dense.values()))
-        assert f"(difference {difference:+,.0f}, p = {welch(sparse, dense):.3f})" in text
+        assert f"(difference {difference:+,.0f}, {p_text(welch(sparse, dense))})" in text
         for p_value, phrase in (
             (welch(hidden30, dense), "over its dense base"),
             (welch(pruned, dense), "over the dense base"),
         ):
             words = "significantly different" if p_value < 0.05 else "not significantly different"
-            assert f"{phrase}, p = {p_value:.2f}: {words})" in text, (page, phrase)
+            assert f"{phrase}, {p_text(p_value)}: {words})" in text, (page, phrase)
         side = "below" if gap > 0 else "above"
         assert f"{abs(gap):,.0f} {side} Sparse CNN-2" in text
         assert (

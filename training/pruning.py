@@ -802,6 +802,13 @@ def collect(
 ALPHA = 0.05  # two-sided significance level of every test the answer words
 
 
+def p_text(p: float) -> str:
+    """A p-value as the answer prints it: "p = 0.23", "p = 0.004", or "p < 0.001"."""
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
 def _by_seed(rows: dict[str, list[dict]], recipe: str, key: str = "noise_score") -> dict:
     return {r["seed"]: r[key] for r in rows.get(recipe) or []}
 
@@ -872,18 +879,18 @@ def answer_markdown(rows: dict[str, list[dict]]) -> str:
     if p_pruned_sparse >= ALPHA:
         verdict = (
             f"**Not settled by {n_text} seeds.** Global magnitude pruning and Sparse CNN-2 are "
-            f"not significantly different (Welch p = {p_pruned_sparse:.2f}, paired p = {paired:.2f})."
+            f"not significantly different (Welch {p_text(p_pruned_sparse)}, paired {p_text(paired)})."
         )
     elif gap > 0:
         verdict = (
             f"**No, on {n_text} seeds: magnitude-pruned networks are less robust than Sparse "
-            f"CNN-2.** Even global pruning stays significantly below it (Welch p = "
-            f"{p_pruned_sparse:.2f}, paired p = {paired:.2f})."
+            f"CNN-2.** Even global pruning stays significantly below it (Welch "
+            f"{p_text(p_pruned_sparse)}, paired {p_text(paired)})."
         )
     else:
         verdict = (
             f"**Yes for global pruning, on {n_text} seeds:** it scores significantly above "
-            f"Sparse CNN-2 (Welch p = {p_pruned_sparse:.2f}, paired p = {paired:.2f})."
+            f"Sparse CNN-2 (Welch {p_text(p_pruned_sparse)}, paired {p_text(paired)})."
         )
     lines = [
         f"## Answer, as measured ({n_text} seeds of each network; generated from the result files)",
@@ -895,13 +902,13 @@ def answer_markdown(rows: dict[str, list[dict]]) -> str:
         f"{_mean_std(list(sparse.values()), 0)} at {accuracy(SPARSE_RECIPE)} clean accuracy, "
         f"Dense CNN-2 (seeds {_seed_list(dense)}) {_mean_std(list(dense.values()), 0)} at "
         f"{accuracy(BASE_RECIPE)} (difference {mean(sparse) - mean(dense):+,.0f}, "
-        f"p = {p_sparse_dense:.3f}). Pruning only the hidden layer of each trained Dense CNN-2 "
+        f"{p_text(p_sparse_dense)}). Pruning only the hidden layer of each trained Dense CNN-2 "
         f"to Sparse CNN-2's 30% weight density gives {_mean_std(list(hidden.values()), 0)} "
-        f"({mean(hidden) - mean(dense):+,.0f} over its dense base, p = {p_hidden:.2f}: "
+        f"({mean(hidden) - mean(dense):+,.0f} over its dense base, {p_text(p_hidden)}: "
         f"{significance(p_hidden)} different). Pruning 90% of all conv and dense weights "
         f"with one global magnitude ranking gives {_mean_std(list(pruned.values()), 0)} at "
         f"{accuracy(TARGETS['global90'].recipe)} ({mean(pruned) - mean(dense):+,.0f} over the "
-        f"dense base, p = {p_global:.2f}: {significance(p_global)} different)",
+        f"dense base, {p_text(p_global)}: {significance(p_global)} different)",
     ]
     if None not in mults.values():
         m_pruned, m_sparse, m_dense = (
@@ -916,8 +923,8 @@ def answer_markdown(rows: dict[str, list[dict]]) -> str:
         )
     side = "below" if gap > 0 else "above"
     lines[-1] += (
-        f". It stays {abs(gap):,.0f} {side} Sparse CNN-2 (Welch p = {p_pruned_sparse:.2f}, "
-        f"paired p = {paired:.2f}, seed by seed over seeds {_seed_list(common)}: "
+        f". It stays {abs(gap):,.0f} {side} Sparse CNN-2 (Welch {p_text(p_pruned_sparse)}, "
+        f"paired {p_text(paired)}, seed by seed over seeds {_seed_list(common)}: "
         f"{significance(p_pruned_sparse)} different); at η = 0.50 its mean accuracy is "
         f"{100 * curves[TARGETS['global90'].recipe][-1]:.1f}% against "
         f"{100 * curves[SPARSE_RECIPE][-1]:.1f}% for Sparse CNN-2 (per-level table below)."
