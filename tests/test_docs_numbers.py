@@ -515,3 +515,15 @@ def test_pruning_answer_states_its_p_values():
             assert "are less robust than Sparse CNN-2" in text
         assert "a third of Sparse CNN-2's" not in text
         assert "before the fidelity fixes" not in text  # the provisional runs are replaced
+
+
+def test_global_ranking_shares_quoted_for_seed_0():
+    result = json.loads(
+        (REPO / "training" / "results" / "mnist_pruned_cnn2_global90" / "seed0.json").read_text()
+    )
+    share = {k: f"{100 * v:.0f}%" for k, v in result["pruning"]["requested_density"].items()}
+    text = " ".join((REPO / "docs" / "pruning.md").read_text().split())
+    assert (
+        f"keeps {share['conv1']} of conv1, {share['conv2']} of conv2, {share['hidden']} of the "
+        f"hidden layer and {share['logits']} of the output layer"
+    ) in text
