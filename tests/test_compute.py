@@ -445,3 +445,45 @@ def test_conv_channel_padding_gives_the_same_bits(mnist_images):
     conv = convs[0]
     conv.kernel = (conv.kernel * 2).astype(np.float32)
     np.testing.assert_array_equal(conv.padded_weights()[0][..., :30], conv.kernel)
+
+
+@needs_numba
+def test_first_layer_conv_kernel_by_hand():
+    # 5x5 taps, one input channel, max-pool 2: the paper's first layers. A 7x7 input
+    # x[y, x] = 7y + x gives 3x3 conv outputs sum_{dy,dx} (7(y+dy) + x+dx)
+    # = 25 (7y + x) + 5*7*10 + 5*10 = 25 (7y + x) + 400; pooling in floor mode keeps the
+    # 2x2 window (y, x in {0, 1}), whose maximum is at (1, 1): 25 * 8 + 400 = 600 (a
+    # ceil-mode pool would reach (2, 2): 800).
+    from sparse_keras.compute import _kernels
+
+    x = np.arange(49, dtype=np.float32).reshape(1, 7, 7, 1)
+    w = np.zeros((5, 5, 1, 16), np.float32)  # 16 channels computed, 2 written out
+    w[..., 0] = 1.0
+    w[..., 1] = -1.0
+    b = np.zeros(16, np.float32)
+    b[:2] = [0.5, 2.0]
+    out = np.full((1, 1, 1, 2), np.nan, np.float32)
+    _kernels.conv2d_5x5_single_channel_pool2(x, w, b, False, out)
+    # Channel 1 is -(25 (7y + x) + 400) + 2, largest at (0, 0): -398.
+    np.testing.assert_array_equal(out[0, 0, 0], [600.5, -398.0])
+    _kernels.conv2d_5x5_single_channel_pool2(x, w, b, True, out)
+    np.testing.assert_array_equal(out[0, 0, 0], [600.5, 0.0])
+
+
+@needs_numba
+@pytest.mark.parametrize("size", [28, 32, 27])
+@pytest.mark.parametrize("relu", [False, True])
+def test_first_layer_conv_kernel_gives_the_general_kernels_bits(size, relu):
+    # The specialised kernel must sum the same terms in the same order as the general one.
+    from sparse_keras.compute import _kernels
+
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((3, size, size, 1)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 1, 64)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    shape = (3, (size - 4) // 2, (size - 4) // 2, 60)  # 4 scratch channels not written
+    general = np.empty(shape, np.float32)
+    fast = np.full(shape, np.nan, np.float32)
+    _kernels.conv2d_dense_input(x, w, b, 2, relu, general)
+    _kernels.conv2d_5x5_single_channel_pool2(x, w, b, relu, fast)
+    np.testing.assert_array_equal(fast, general)

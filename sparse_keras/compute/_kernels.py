@@ -84,6 +84,53 @@ def conv2d_dense_input(x, w, b, pool, relu, out):
 
 
 @numba.njit(**JIT_OPTIONS)
+def conv2d_5x5_single_channel_pool2(x, w, b, relu, out):
+    """`conv2d_dense_input` for the paper's first layers: 5x5 taps, one input channel,
+    max-pooling 2 (MNIST and GSC CNN-1/CNN-2), about twice as fast.
+
+    One pooled output at a time: the four conv outputs of its window are summed in
+    registers over the 25 taps (the tap loops have constant bounds, so LLVM unrolls
+    them and vectorises the channel loop), each weight row feeding four outputs, and
+    only their maximum is stored. The general kernel keeps partial sums in memory and
+    loads and stores them for every tap. Each conv output sums bias, then taps in
+    `(dy, dx)` order, as in `conv2d_dense_input`: the same bits.
+
+    Args:
+        x: float32 `[B, H, W, 1]`.
+        w: float32 `[5, 5, 1, Cw]` (batch norm already folded in), `Cw >= Co`.
+        b: float32 `[Cw]`.
+        relu: Apply ReLU to the pooled output.
+        out: float32 `[B, (H - 4) // 2, (W - 4) // 2, Co]`.
+    """
+    c_out = w.shape[3]
+    pooled = np.empty(c_out, np.float32)
+    for s in range(x.shape[0]):
+        for py in range(out.shape[1]):
+            for px in range(out.shape[2]):
+                # The 6x6 input patch under the four conv outputs of this window.
+                p = x[s, 2 * py : 2 * py + 6, 2 * px : 2 * px + 6, 0]
+                for c in range(c_out):
+                    a0 = b[c]
+                    a1 = b[c]
+                    a2 = b[c]
+                    a3 = b[c]
+                    for dy in range(5):
+                        for dx in range(5):
+                            wc = w[dy, dx, 0, c]
+                            a0 += p[dy, dx] * wc
+                            a1 += p[dy, dx + 1] * wc
+                            a2 += p[dy + 1, dx] * wc
+                            a3 += p[dy + 1, dx + 1] * wc
+                    m = max(max(a0, a1), max(a2, a3))
+                    if relu and m < 0.0:
+                        m = 0.0
+                    pooled[c] = m
+                o = out[s, py, px]
+                for c in range(o.shape[0]):
+                    o[c] = pooled[c]
+
+
+@numba.njit(**JIT_OPTIONS)
 def _pool_rows(rows, pool, relu, out):
     """Max over `pool` conv rows `[pool, W, C]` and windows of `pool` columns -> `[W // pool, C]`."""
     for px in range(out.shape[0]):

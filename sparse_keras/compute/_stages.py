@@ -119,7 +119,10 @@ class _Conv(_Stage):
             k.conv2d_sparse_input(x.idx, x.val, *x.shape, kernel, bias, self.pool, self.relu, out)
         else:
             out = np.empty((x.shape[0], *self.output_shape()), np.float32)
-            k.conv2d_dense_input(x, kernel, bias, self.pool, self.relu, out)
+            if kernel.shape[:3] == (5, 5, 1) and self.pool == 2:
+                k.conv2d_5x5_single_channel_pool2(x, kernel, bias, self.relu, out)
+            else:
+                k.conv2d_dense_input(x, kernel, bias, self.pool, self.relu, out)
         return out
 
     def describe(self) -> str:
