@@ -7,15 +7,18 @@ The dense counterpart has the same layers with ReLUs instead of k-winners and de
 weights. Sparse CNN-2 is timed with every way of finding its training winners
 (`sparse_keras.layers.winner_selection`):
 
-- `auto`, the default (on a CPU-only machine the kernel, on the calling thread below
-  `PARALLEL_MIN_VALUES` values per call and over Numba's threads from there);
-- `kernel, threads`: the kernel split over Numba's threads at every call
-  (`PARALLEL_MIN_VALUES = 0`), the call path before the per-shape rule;
+- `auto`, the default (on a CPU-only machine the kernel as a compiled TF op,
+  `sparse_keras.layers.winner_ops`, on the calling thread below
+  `PARALLEL_MIN_VALUES` values per call and over TF's intra-op threads from there);
+- `numba`: the same kernel in a `tf.numpy_function` (the default before the op, and
+  what `auto` falls back to where the op cannot be built);
+- `kernel, threads`: the `numba` path split over Numba's threads at every call
+  (`PARALLEL_MIN_VALUES = 0`);
 - `top_k`: `tf.math.top_k`;
 
 and, to split the cost, the network with ReLUs but its sparse weights (the weight
-masks re-applied after every update). `--profile` adds two stand-ins of the auto path
-that split it further: its PyFunc returning a cached result (the call without the
+masks re-applied after every update). `--profile` adds two stand-ins of the `numba`
+path that split it further: its PyFunc returning a cached result (the call without the
 selection) and TF ops in its place (the layer's graph without the call).
 
 For each network and batch size the contenders take turns every few steps, so changes
@@ -52,6 +55,7 @@ DENSE = {"conv_k": (None, None), "hidden_k": None, "weight_density": 1.0}
 CONTENDERS = {
     "dense ReLU": ("auto", None, DENSE),
     "sparse, auto": ("auto", None, {}),
+    "sparse, numba": ("numba", None, {}),
     "sparse, kernel, threads": ("numba", 0, {}),
     "sparse, top_k": ("top_k", None, {}),
     # The sparse weights alone: what k-winners cannot be blamed for.
@@ -101,10 +105,10 @@ def no_py_function(func, inp, Tout, stateful, name):  # noqa: N803
 
 
 NUMPY_FUNCTION = tf.numpy_function
-# --profile adds these: the auto path with its PyFunc replaced while tracing.
+# --profile adds these: the numba path with its PyFunc replaced while tracing.
 PROFILE = {
-    "auto, PyFunc returns a cached result": ("auto", None, {}, cached_py_function),
-    "auto, TF ops instead of the PyFunc": ("auto", None, {}, no_py_function),
+    "numba, PyFunc returns a cached result": ("numba", None, {}, cached_py_function),
+    "numba, TF ops instead of the PyFunc": ("numba", None, {}, no_py_function),
 }
 
 
@@ -208,7 +212,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also time the auto path with its PyFunc returning a cached result, and with "
+        help="also time the numba path with its PyFunc returning a cached result, and with "
         "TF ops instead of it (wrong winners: a split of the step's cost, not a method)",
     )
     args = parser.parse_args(argv)

@@ -65,10 +65,14 @@ def test_kernel_is_exact_when_the_previous_sample_misleads_its_guess():
     np.testing.assert_array_equal(mask, reference_mask(x, boost, 7))
 
 
+# The CPU kernel's two call paths: the compiled TF op and the Numba kernel in a numpy_function.
+KERNEL_METHODS = ("custom_op", "numba")
+
+
 def train_pair(layer_args, input_shape, steps, seed, eager=False):
-    """Trains the same KWinners with both methods; returns outputs, grads and state."""
+    """Trains the same KWinners with every method; returns outputs, grads and state."""
     results = {}
-    for method in ("top_k", "numba"):
+    for method in ("top_k", *KERNEL_METHODS):
         set_winner_selection(method)
         layer = KWinners(**layer_args)
         rng = np.random.default_rng(seed)
@@ -100,8 +104,9 @@ def train_pair(layer_args, input_shape, steps, seed, eager=False):
         (dict(k=10, boost_strength=2.0, duty_cycle_period=30), (8, 60)),
     ],
 )
-# Both kernel call paths: on the calling thread (these shapes are far below the
-# default PARALLEL_MIN_VALUES) and split over Numba's threads (threshold 0).
+# Both ways of running the kernel: on the calling thread (these shapes are far below
+# the default PARALLEL_MIN_VALUES) and split over threads (threshold 0): Numba's, or
+# TensorFlow's intra-op threads for the compiled op.
 @pytest.mark.parametrize("parallel_min", [None, 0])
 # Eagerly as well: TF's graph optimiser turns a division by a constant into a multiply
 # by its reciprocal, eager mode does not; the duty cycles must agree in both.
@@ -110,10 +115,11 @@ def test_both_methods_train_identically(layer_args, input_shape, parallel_min, e
     if parallel_min is not None:
         monkeypatch.setattr(winner_selection, "PARALLEL_MIN_VALUES", parallel_min)
     results = train_pair(layer_args, input_shape, steps=12, seed=3, eager=eager)
-    for fast, reference in zip(results["numba"], results["top_k"], strict=True):
-        for a, b in zip(fast, reference, strict=True):
-            np.testing.assert_array_equal(a, b)
-    duty_cycles = results["numba"][2][0]
+    for method in KERNEL_METHODS:
+        for fast, reference in zip(results[method], results["top_k"], strict=True):
+            for a, b in zip(fast, reference, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=method)
+    duty_cycles = results["custom_op"][2][0]
     assert duty_cycles.min() < duty_cycles.max()  # boosting had something to act on
 
 
@@ -125,27 +131,73 @@ def op_types(function, *args):
     return types
 
 
+# Graph op types of the kernel's two call paths.
+KERNEL_OPS = {"PyFuncStateless", "SparseKerasWinnersAndDutyCycles", "SparseKerasWinnerMask"}
+
+
 def test_training_graph_uses_the_kernel_only_where_it_applies():
     layer = KWinners(3)
     layer.build((None, 10))
     spec = tf.TensorSpec((None, 10), tf.float32)
     train = tf.function(lambda x: layer(x, training=True))
     infer = tf.function(lambda x: layer(x, training=False))
-    assert "PyFuncStateless" in op_types(train, spec)
+    # auto: the compiled op (it builds on this machine), no Python call in the graph.
+    assert KERNEL_OPS & op_types(train, spec) == {"SparseKerasWinnersAndDutyCycles"}
     assert "TopKV2" not in op_types(train, spec)
-    # Inference (and so every export) keeps top_k: graphs without Python in them.
-    assert "PyFuncStateless" not in op_types(infer, spec)
+    # Inference (and so every export) keeps top_k: graphs without Python or custom ops.
+    assert not KERNEL_OPS & op_types(infer, spec)
     assert "TopKV2" in op_types(infer, spec)
-    # XLA cannot compile a numpy_function: jit_compile keeps top_k.
+    # XLA cannot compile a numpy_function or our op: jit_compile keeps top_k.
     jit = tf.function(lambda x: layer(x, training=True), jit_compile=True)
-    assert "PyFuncStateless" not in op_types(jit, spec)
+    assert not KERNEL_OPS & op_types(jit, spec)
     # The kernel is float32 only.
     half = KWinners(3, dtype="float16")
     half.build((None, 10))
     spec16 = tf.TensorSpec((None, 10), tf.float16)
-    assert "PyFuncStateless" not in op_types(tf.function(lambda x: half(x, training=True)), spec16)
+    assert not KERNEL_OPS & op_types(tf.function(lambda x: half(x, training=True)), spec16)
+    set_winner_selection("numba")
+    numba_graph = op_types(tf.function(lambda x: layer(x, training=True)), spec)
+    assert KERNEL_OPS & numba_graph == {"PyFuncStateless"}
     set_winner_selection("top_k")
-    assert "PyFuncStateless" not in op_types(tf.function(lambda x: layer(x, training=True)), spec)
+    assert not KERNEL_OPS & op_types(tf.function(lambda x: layer(x, training=True)), spec)
+
+
+def test_auto_falls_back_to_numba_where_the_op_cannot_be_built(monkeypatch, tmp_path):
+    # A compiler that fails: no library, a reason naming the failure, nothing left in the
+    # cache; auto trains through the numpy_function, an explicit custom_op says why not.
+    from sparse_keras.layers import winner_ops
+
+    monkeypatch.setattr(winner_ops, "_state", {})
+    monkeypatch.setenv("SPARSE_KERAS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")
+    assert winner_ops.library_path().parent == tmp_path / "ops"
+    assert winner_ops.library() is None
+    assert "false exited with 1" in winner_ops.unavailable_reason()
+    assert list((tmp_path / "ops").iterdir()) == []
+    layer = KWinners(3, boost_strength=0.0)
+    layer.build((None, 10))
+    spec = tf.TensorSpec((None, 10), tf.float32)
+    assert KERNEL_OPS & op_types(tf.function(lambda x: layer(x, training=True)), spec) == {
+        "PyFuncStateless"
+    }
+    y = layer(np.arange(10, dtype=np.float32)[None], training=True).numpy()
+    np.testing.assert_array_equal(y, [[0] * 7 + [7, 8, 9]])
+    set_winner_selection("custom_op")
+    with pytest.raises(RuntimeError, match="'custom_op' was asked for.*false exited with 1"):
+        layer(np.ones((1, 10), np.float32), training=True)
+
+
+def test_the_compiled_op_is_cached_per_source(monkeypatch, tmp_path):
+    # The first build compiles into the cache; the next finds the file and compiles nothing.
+    from sparse_keras.layers import winner_ops
+
+    monkeypatch.setenv("SPARSE_KERAS_CACHE", str(tmp_path))
+    built = winner_ops.build()
+    assert built == winner_ops.library_path() and built.parent == tmp_path / "ops"
+    assert sorted(p.name for p in built.parent.iterdir()) == [built.name]  # no temporary left
+    stamp = built.stat().st_mtime_ns
+    monkeypatch.setenv("CXX", "false")  # would fail if it compiled again
+    assert winner_ops.build() == built and built.stat().st_mtime_ns == stamp
 
 
 def test_environment_variable_sets_the_default(monkeypatch):
@@ -164,7 +216,7 @@ def test_unknown_methods_are_named(monkeypatch):
         winner_selection.winner_selection()
 
 
-@pytest.mark.parametrize("method", ["top_k", "numba"])
+@pytest.mark.parametrize("method", ["top_k", *KERNEL_METHODS])
 def test_empty_batch_changes_nothing(method):
     set_winner_selection(method)
     layer = KWinners(3, boost_strength=1.0)
@@ -185,7 +237,7 @@ def test_sparse_cnn2_fit_gives_the_same_weights_with_both_methods():
     x = rng.normal(size=(48, 28, 28, 1)).astype(np.float32)
     y = rng.integers(0, 10, 48)
     weights = {}
-    for method in ("top_k", "numba"):
+    for method in ("top_k", *KERNEL_METHODS):
         set_winner_selection(method)
         keras.utils.set_random_seed(0)
         model = models.build("mnist_sparse_cnn2", seed=0)
@@ -195,8 +247,9 @@ def test_sparse_cnn2_fit_gives_the_same_weights_with_both_methods():
         )
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         weights[method] = model.get_weights()
-    for a, b in zip(weights["numba"], weights["top_k"], strict=True):
-        np.testing.assert_array_equal(a, b)
+    for method in KERNEL_METHODS:
+        for a, b in zip(weights[method], weights["top_k"], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=method)
 
 
 def test_auto_keeps_top_k_where_an_accelerator_is_visible(monkeypatch):
@@ -226,6 +279,7 @@ def test_kernel_chunks_follow_the_documented_rule(batch, units, threads, chunks)
 
 @pytest.mark.parametrize("parallel_min, expected", [(None, "serial"), (0, "parallel")])
 def test_the_layer_calls_the_kernel_the_rule_picks(parallel_min, expected, monkeypatch):
+    set_winner_selection("numba")
     if parallel_min is not None:
         monkeypatch.setattr(winner_selection, "PARALLEL_MIN_VALUES", parallel_min)
     calls = []
@@ -259,11 +313,12 @@ def test_all_finite_by_hand():
         assert not _select.all_finite(x)
 
 
+@pytest.mark.parametrize("method", KERNEL_METHODS)
 @pytest.mark.parametrize("graph", [False, True])
 @pytest.mark.parametrize("shape", [(2, 4), (1, 4, 4, 1)])
-def test_the_kernel_path_refuses_non_finite_inputs(graph, shape):
+def test_the_kernel_path_refuses_non_finite_inputs(method, graph, shape):
     # Only the kernel checks here: the layer leaves out TF's check_numerics on this path.
-    set_winner_selection("numba")
+    set_winner_selection(method)
     layer = KWinners(2, name="kw")
     layer.build(shape)
     call = lambda x: layer(x, training=True)  # noqa: E731

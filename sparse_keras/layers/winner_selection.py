@@ -1,16 +1,24 @@
-"""How `KWinners` finds its winners during training: `tf.math.top_k` or a CPU kernel.
+"""How `KWinners` finds its winners during training: a CPU kernel or `tf.math.top_k`.
 
 `tf.math.top_k` is the training hot spot of a sparse network on CPU: for the
 first k-winners layer of MNIST Sparse CNN-2 (64 samples of 4,608 units, k = 400)
 it costs several times the whole ReLU it replaces. Only the k-th largest boosted
-value of each sample is needed, which a radix select finds in linear time. The
-"numba" method runs that select (`sparse_keras._select.winner_mask_serial`, or
-`winner_mask` over Numba's threads for calls of at least `PARALLEL_MIN_VALUES`
-values) in a `tf.numpy_function`, and also counts the winners for the duty cycles
-in the same pass; mask, counts and batch size come back as one array. Both methods pick exactly the same winners, ties going to the lower
-index.
+value of each sample is needed, which a radix select finds in linear time. The CPU
+kernel also counts the winners for the duty cycles in the same pass and, on one
+replica, updates them. It runs in one of two ways:
 
-The numba method is a CPU-only training path: it is not used inside XLA
+- "custom_op": TensorFlow ops compiled from C++ on first use (`winner_ops`), the
+  cheapest call (a few µs);
+- "numba": `sparse_keras._select.winner_mask_serial` (or `winner_mask` over Numba's
+  threads for calls of at least `PARALLEL_MIN_VALUES` values) in a
+  `tf.numpy_function`; mask, counts and batch size come back as one array. Handing
+  the activations to Python and back costs about as much as a small batch's
+  selection.
+
+Both pick exactly the same winners as `tf.math.top_k`, ties going to the lower
+index, and give the same duty-cycle bits.
+
+The CPU kernel is a CPU-only training path: it is not used inside XLA
 (`jit_compile=True`), for non-float32 inputs, on machines with a GPU or TPU, or
 at inference, so exported and inference graphs always contain `top_k` only.
 
@@ -27,7 +35,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-METHODS = ("auto", "top_k", "numba")
+METHODS = ("auto", "top_k", "custom_op", "numba")
 _ENV = "SPARSE_KERAS_WINNER_SELECTION"
 _method: str | None = None
 
@@ -37,11 +45,13 @@ def set_winner_selection(method: str) -> None:
 
     Args:
         method: "auto" (the default): the CPU kernel for float32 training calls
-            outside XLA on machines without GPU or TPU, else `tf.math.top_k`.
-            "top_k": always `tf.math.top_k`. "numba": the CPU kernel for every
-            float32 training call outside XLA, even where a GPU or TPU is visible
-            (the activations then travel to the host and back). The environment
-            variable `SPARSE_KERAS_WINNER_SELECTION` sets the default.
+            outside XLA on machines without GPU or TPU (as the compiled op where it
+            can be built, else in a `numpy_function`), else `tf.math.top_k`.
+            "top_k": always `tf.math.top_k`. "custom_op" / "numba": the CPU kernel
+            as the compiled op / in a `numpy_function`, for every float32 training
+            call outside XLA, even where a GPU or TPU is visible (the activations
+            then travel to the host and back). The environment variable
+            `SPARSE_KERAS_WINNER_SELECTION` sets the default.
 
     Raises:
         ValueError: For any other method.
@@ -68,7 +78,27 @@ def use_cpu_kernel(inputs: tf.Tensor) -> bool:
     method = winner_selection()
     if method == "top_k" or inputs.dtype != tf.float32 or _in_xla_context():
         return False
-    return method == "numba" or not _has_accelerator()
+    return method in ("numba", "custom_op") or not _has_accelerator()
+
+
+def _compiled_ops():
+    """The compiled ops' module for this trace, or `None` for the numpy_function path.
+
+    Raises:
+        RuntimeError: If "custom_op" was asked for and the ops cannot be built.
+    """
+    method = winner_selection()
+    if method == "numba":
+        return None
+    from sparse_keras.layers import winner_ops
+
+    library = winner_ops.library()
+    if library is None and method == "custom_op":
+        raise RuntimeError(
+            "Winner selection 'custom_op' was asked for, but the op could not be built: "
+            f"{winner_ops.unavailable_reason()}. Use set_winner_selection('auto') or 'numba'."
+        )
+    return library
 
 
 def _in_xla_context() -> bool:
@@ -161,6 +191,11 @@ def cpu_winner_mask(
         positive input in each channel, summed over the batch and all positions;
         the float32 batch size.
     """
+    ops = _compiled_ops()
+    if ops is not None:
+        return ops.sparse_keras_winner_mask(
+            inputs, boost, k=k, parallel_min=PARALLEL_MIN_VALUES, message=message
+        )
     channels = int(boost.shape[0])
     positions = math.prod(inputs.shape[1:]) // channels
 
@@ -216,6 +251,20 @@ def cpu_winners_and_duty_cycles(
     # Rank 4: one duty cycle per channel, each winner counting 1 / (height * width).
     share = per_unit_reciprocal(positions if len(inputs.shape) == 4 else 1)
     period_cap = np.float32(float(duty_cycle_period))  # as tf.minimum(float(period), ...)
+    ops = _compiled_ops()
+    if ops is not None:
+        # float32 attributes: the op sees exactly these two float32 values.
+        return ops.sparse_keras_winners_and_duty_cycles(
+            inputs,
+            boost,
+            duty_cycles,
+            samples_seen,
+            k=k,
+            parallel_min=PARALLEL_MIN_VALUES,
+            message=message,
+            period=float(period_cap),
+            share=float(share),
+        )
 
     def select(values, boost, duty, seen) -> np.ndarray:
         size = values.size
