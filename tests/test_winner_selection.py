@@ -1,5 +1,9 @@
 """The CPU winner-selection kernel against tf.math.top_k: same winners, same state."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -187,17 +191,37 @@ def test_auto_falls_back_to_numba_where_the_op_cannot_be_built(monkeypatch, tmp_
         layer(np.ones((1, 10), np.float32), training=True)
 
 
-def test_the_compiled_op_is_cached_per_source(monkeypatch, tmp_path):
-    # The first build compiles into the cache; the next finds the file and compiles nothing.
+def test_the_compiled_op_is_cached_and_a_damaged_copy_rebuilt(monkeypatch, tmp_path):
+    # In a fresh process (one op library per process): a truncated file under the cached
+    # name is replaced by a good build, which then trains.
     from sparse_keras.layers import winner_ops
 
     monkeypatch.setenv("SPARSE_KERAS_CACHE", str(tmp_path))
-    built = winner_ops.build()
-    assert built == winner_ops.library_path() and built.parent == tmp_path / "ops"
-    assert sorted(p.name for p in built.parent.iterdir()) == [built.name]  # no temporary left
-    stamp = built.stat().st_mtime_ns
+    path = winner_ops.library_path()
+    assert path.parent == tmp_path / "ops"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x7fELF truncated")
+    script = (
+        "import numpy as np\n"
+        "from sparse_keras import KWinners\n"
+        "from sparse_keras.layers import winner_ops\n"
+        "assert winner_ops.library() is not None, winner_ops.unavailable_reason()\n"
+        "x = np.array([[0.5, -1.0, 2.0, 1.0]], 'float32')\n"
+        "print(KWinners(2, boost_strength=0.0)(x, training=True).numpy().tolist())\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[[0.0, -0.0, 2.0, 1.0]]"
+    assert "does not load; rebuilding" in result.stderr
+    # Rebuilt under the same name, no temporary file left; the next build compiles nothing.
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert path.stat().st_size > 10_000
+    stamp = path.stat().st_mtime_ns
     monkeypatch.setenv("CXX", "false")  # would fail if it compiled again
-    assert winner_ops.build() == built and built.stat().st_mtime_ns == stamp
+    assert winner_ops.build() == path and path.stat().st_mtime_ns == stamp
 
 
 def test_environment_variable_sets_the_default(monkeypatch):

@@ -111,7 +111,17 @@ def build() -> Path:
 def _load():
     # One library per process: TensorFlow refuses a second registration of the same
     # kernels (from another path) when the op runs.
-    module = tf.load_op_library(str(build()))
+    path = library_path()
+    cached = path.exists()
+    try:
+        module = tf.load_op_library(str(build()))
+    except tf.errors.OpError:
+        if not cached:
+            raise
+        # A damaged cached file (truncated copy, full disk): built again, once.
+        _log.warning("sparse_keras: the cached k-winners op %s does not load; rebuilding.", path)
+        path.unlink()
+        module = tf.load_op_library(str(build()))
     if not _gradients_registered:
         # The mask is a constant to backprop, as the numpy_function's output is.
         # (TensorFlow's gradient registry takes each op name once per process.)
