@@ -213,3 +213,28 @@ def test_fsdd_table_has_both_protocols_by_hand(fsdd_results):
     # Per-level curves in both sections; level 0 is the clean accuracy.
     assert "| Sparse CNN-2 | 85.5 |" in held_out and "| Sparse CNN-2 | 85.5 |" in paper
     assert "Result files made by commit(s):" in text
+
+
+@pytest.mark.parametrize("protocol", ["paper", "held_out"])
+def test_ablation_rows_test_each_ablation_against_the_network_it_changes(tmp_path, protocol):
+    # D3 here: the sparse runs with 2,000 off every noise score; SP3: the dense runs + 1,500.
+    for name, runs in (
+        ("mnist_sparse_cnn2", SPARSE),
+        ("mnist_dense_cnn2", DENSE),
+        ("mnist_sparse_cnn2_d3", [(a, [s - 2000 for s in sc]) for a, sc in SPARSE]),
+        ("mnist_dense_cnn2_sp3", [(a, [s + 1500 for s in sc]) for a, sc in DENSE]),
+    ):
+        for seed, (accs, scores) in enumerate(runs):
+            train.record_result(get_recipe(name), seed, _state(accs, scores), tmp_path, command="x")
+    text = aggregate.table1_markdown(tmp_path)
+    section = text.split(f"## {aggregate.PROTOCOLS[protocol][0]}")[1].split("\n## ")[0]
+    ablations = section.split("### Ablations against the network each one changes")[1]
+    for name, base, shift in (
+        ("Sparse CNN-2 D3", "Sparse CNN-2", -2000),
+        ("Dense CNN-2 SP3", "Dense CNN-2", 1500),
+    ):
+        values = _expected_cells(SPARSE if base.startswith("Sparse") else DENSE, protocol)[2]
+        t, p = _welch_by_hand(values + shift, values)
+        assert f"| {name} | {base} | {shift:+,.0f} | {t:.2f} | {p:.2g} |" in ablations
+    # Ablations without results get no row.
+    assert "W1" not in ablations and "DSW" not in ablations

@@ -154,7 +154,27 @@ def table1_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
             {k: v[0] for k, v in PAPER_TABLE1.items()},
             level=3,
         )
+        lines += _welch_table(
+            scores,
+            ABLATIONS,
+            {k: v[0] for k, v in PAPER_TABLE1.items()},
+            "### Ablations against the network each one changes (noise score, Welch's t-test, "
+            "two-sided)",
+            ("ablation", "against"),
+        )
     return "\n".join(lines) + "\n"
+
+
+# Each ablation of Table 1 and the network it changes one part of (SPEC §2, Table 3):
+# SP3 gives Dense CNN-2 a sparse hidden layer; D3, W1 and DSW take one kind of sparsity
+# out of Sparse CNN-2's hidden layer (k-winners and sparse weights, sparse weights,
+# k-winners).
+ABLATIONS = [
+    ("mnist_dense_cnn2_sp3", "mnist_dense_cnn2"),
+    ("mnist_sparse_cnn2_d3", "mnist_sparse_cnn2"),
+    ("mnist_sparse_cnn2_w1", "mnist_sparse_cnn2"),
+    ("mnist_sparse_cnn2_dsw", "mnist_sparse_cnn2"),
+]
 
 
 # Table 2 of the paper (GSC): shown beside the FSDD runs for the *claim* only (sparse
@@ -372,19 +392,29 @@ def gsc12v2_markdown(results_dir: pathlib.Path = RESULTS_DIR) -> str:
 
 
 def _welch_rows(scores, sparse_names, dense_names, titles, level: int = 2) -> list[str]:
-    heading = "#" * level
-    lines = ["", f"{heading} Sparse vs dense noise score (Welch's t-test, two-sided)", ""]
-    lines += ["| sparse | dense | mean difference | t | p |", "|---|---|---|---|---|"]
-    for sparse in [n for group in sparse_names for n in group]:
-        for dense in [n for group in dense_names for n in group]:
-            if sparse in scores and dense in scores:
-                t, p = welch_t_test(scores[sparse], scores[dense])
-                diff = np.mean(scores[sparse]) - np.mean(scores[dense])
-                p_text = "n/a (needs ≥ 2 seeds each)" if math.isnan(p) else f"{p:.2g}"
-                t_text = "n/a" if math.isnan(t) else f"{t:.2f}"
-                lines.append(
-                    f"| {titles[sparse]} | {titles[dense]} | {diff:+,.0f} | {t_text} | {p_text} |"
-                )
+    pairs = [
+        (sparse, dense)
+        for sparse in [n for group in sparse_names for n in group]
+        for dense in [n for group in dense_names for n in group]
+    ]
+    heading = f"{'#' * level} Sparse vs dense noise score (Welch's t-test, two-sided)"
+    return _welch_table(scores, pairs, titles, heading, ("sparse", "dense"))
+
+
+def _welch_table(scores, pairs, titles, heading: str, columns: tuple[str, str]) -> list[str]:
+    """A Welch's t-test row (difference of the first's mean noise score from the second's)
+    for each pair of recipes that both have results."""
+    lines = ["", heading, ""]
+    lines += [f"| {columns[0]} | {columns[1]} | mean difference | t | p |", "|---|---|---|---|---|"]
+    for first, second in pairs:
+        if first in scores and second in scores:
+            t, p = welch_t_test(scores[first], scores[second])
+            diff = np.mean(scores[first]) - np.mean(scores[second])
+            p_text = "n/a (needs ≥ 2 seeds each)" if math.isnan(p) else f"{p:.2g}"
+            t_text = "n/a" if math.isnan(t) else f"{t:.2f}"
+            lines.append(
+                f"| {titles[first]} | {titles[second]} | {diff:+,.0f} | {t_text} | {p_text} |"
+            )
     return lines
 
 
