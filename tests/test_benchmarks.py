@@ -1,4 +1,4 @@
-"""Smoke runs of the six scripts in `benchmarks/`, at toy size.
+"""Smoke runs of the scripts in `benchmarks/`, at toy size.
 
 Each script runs in its own interpreter, as a user runs it (two of them set TensorFlow's
 threads or logical devices, which only a fresh process allows). What is checked is that
@@ -235,6 +235,40 @@ def test_speed_report(data_dir, tmp_path):
     assert re.search(rf"^\| mnist_sparse_cnn2 \| 4 \| 5 \| {NUMBER} \({NUMBER}\) \|", out, re.M)
     assert re.search(rf"-> {NUMBER}x", out), out
     assert "fraction of the multiply-count limit reached" in out
+
+
+def test_conv_kernels(data_dir, tmp_path):
+    # Both networks' first conv stages on their real test inputs; the script checks the
+    # two kernels' bits itself before timing.
+    out_file = tmp_path / "conv.md"
+    out = run_script(
+        "conv_kernels.py",
+        "--batch",
+        "3",
+        "--rounds",
+        "2",
+        "--out",
+        str(out_file),
+        env={"SPARSE_KERAS_DATA": str(data_dir)},
+    )
+    for name in ("mnist_sparse_cnn2", "gsc_sparse_cnn2"):
+        row = rf"^\| {name} \| zoo checkpoint \w+ \| [^|]+ \| 3 \| {NUMBER} \| {NUMBER} \| {NUMBER}x \|$"
+        assert re.search(row, out, re.M), out
+    assert "same bits checked" in out
+    assert "`python benchmarks/conv_kernels.py --batch 3 --rounds 2 --out" in out_file.read_text()
+
+
+def test_conv_kernels_refuses_bad_arguments():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "conv_kernels.py"), "--rounds", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 2
+    assert "--batch and --rounds must be >= 1, got 64 and 0" in result.stderr
 
 
 def test_speed_report_section_matches_the_committed_report():
