@@ -224,6 +224,59 @@ def test_the_compiled_op_is_cached_and_a_damaged_copy_rebuilt(monkeypatch, tmp_p
     assert winner_ops.build() == path and path.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.parametrize(
+    "inputs, boost, k, message",
+    [
+        (
+            np.ones((2, 3, 4), np.float32),
+            np.ones(4, np.float32),
+            2,
+            r"rank 2 or 4, got shape \[2,3,4\]",
+        ),
+        (
+            np.ones((2, 4), np.float32),
+            np.ones(3, np.float32),
+            2,
+            "boost has 3 entries, the input's last axis 4",
+        ),
+        (np.ones((2, 4), np.float32), np.ones((2, 2), np.float32), 2, "boost must be a vector"),
+        (np.ones((2, 4), np.float32), np.ones(4, np.float32), 4, r"k = 4 must be in \[1, 4\)"),
+        (np.ones((2, 4), np.float32), np.ones(4, np.float32), 0, r"k = 0 must be in \[1, 4\)"),
+    ],
+)
+def test_the_compiled_op_names_bad_inputs(inputs, boost, k, message):
+    # KWinners never passes these; a direct caller of the op gets an error naming the value.
+    from sparse_keras.layers import winner_ops
+
+    ops = winner_ops.library()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        ops.sparse_keras_winner_mask(inputs, boost, k=k, parallel_min=1 << 20, message="m")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        ops.sparse_keras_winners_and_duty_cycles(
+            inputs,
+            boost,
+            np.zeros(boost.shape, np.float32),
+            0.0,
+            k=k,
+            parallel_min=1 << 20,
+            message="m",
+            period=10.0,
+            share=1.0,
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="duty cycles must match boost"):
+        ops.sparse_keras_winners_and_duty_cycles(
+            np.ones((2, 4), np.float32),
+            np.ones(4, np.float32),
+            np.zeros(3, np.float32),
+            0.0,
+            k=2,
+            parallel_min=1 << 20,
+            message="m",
+            period=10.0,
+            share=1.0,
+        )
+
+
 def test_environment_variable_sets_the_default(monkeypatch):
     monkeypatch.setenv("SPARSE_KERAS_WINNER_SELECTION", "top_k")
     assert winner_selection.winner_selection() == "top_k"

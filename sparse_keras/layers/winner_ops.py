@@ -37,7 +37,8 @@ _FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w"]
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
-_gradients_registered: set[bool] = set()
+# TensorFlow's gradient registry takes each op name once per process (tests reset `_state`).
+_gradients_registered = False
 _log = logging.getLogger(__name__)
 
 
@@ -122,12 +123,12 @@ def _load():
         _log.warning("sparse_keras: the cached k-winners op %s does not load; rebuilding.", path)
         path.unlink()
         module = tf.load_op_library(str(build()))
+    global _gradients_registered
     if not _gradients_registered:
         # The mask is a constant to backprop, as the numpy_function's output is.
-        # (TensorFlow's gradient registry takes each op name once per process.)
         for name in ("SparseKerasWinnerMask", "SparseKerasWinnersAndDutyCycles"):
             tf.no_gradient(name)
-        _gradients_registered.add(True)
+        _gradients_registered = True
     return module
 
 
