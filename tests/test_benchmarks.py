@@ -237,12 +237,12 @@ def test_speed_report(data_dir, tmp_path):
     assert "fraction of the multiply-count limit reached" in out
 
 
-def test_conv_kernels(data_dir, tmp_path):
-    # Both networks' first conv stages on their real test inputs; the script checks the
-    # two kernels' bits itself before timing.
-    out_file = tmp_path / "conv.md"
+def test_stage_kernels(data_dir, tmp_path):
+    # Both networks' stages with several kernels, on their real inputs; the script checks
+    # that every kernel gives the first one's bits before timing.
+    out_file = tmp_path / "kernels.md"
     out = run_script(
-        "conv_kernels.py",
+        "stage_kernels.py",
         "--batch",
         "3",
         "--rounds",
@@ -251,16 +251,27 @@ def test_conv_kernels(data_dir, tmp_path):
         str(out_file),
         env={"SPARSE_KERAS_DATA": str(data_dir)},
     )
+    kernels = {
+        "conv1": ["Numba, general", "Numba, first layer", "C\\+\\+, first layer"],
+        "conv2": ["Numba", "C\\+\\+"],
+        "hidden": ["Numba, active rows", "C\\+\\+, batch \\(not chosen at this batch\\)"],
+    }
     for name in ("mnist_sparse_cnn2", "gsc_sparse_cnn2"):
-        row = rf"^\| {name} \| zoo checkpoint \w+ \| [^|]+ \| 3 \| {NUMBER} \| {NUMBER} \| {NUMBER}x \|$"
-        assert re.search(row, out, re.M), out
+        for stage, names in kernels.items():
+            for kernel in names:
+                row = (
+                    rf"^\| {name} \| zoo checkpoint \w+ \| [^|]+ \| 3 \| {stage}[+\w]* "
+                    rf"\| {kernel} \| {NUMBER} \| {NUMBER}x \|$"
+                )
+                assert re.search(row, out, re.M), (row, out)
+    assert "logits" not in out  # nothing masked: one kernel only
     assert "same bits checked" in out
-    assert "`python benchmarks/conv_kernels.py --batch 3 --rounds 2 --out" in out_file.read_text()
+    assert "`python benchmarks/stage_kernels.py --batch 3 --rounds 2 --out" in out_file.read_text()
 
 
-def test_conv_kernels_refuses_bad_arguments():
+def test_stage_kernels_refuses_bad_arguments():
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "conv_kernels.py"), "--rounds", "0"],
+        [sys.executable, str(REPO / "benchmarks" / "stage_kernels.py"), "--rounds", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

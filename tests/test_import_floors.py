@@ -23,6 +23,7 @@ FLOORS = {
     "sparse_keras.metrics": 1,
     "sparse_keras.optimizers": 1,
     "sparse_keras._select": 1,
+    "sparse_keras.native_build": 1,
     "sparse_keras.noise": 1,
     "sparse_keras.data": 1,
     "sparse_keras._embedded": 1,

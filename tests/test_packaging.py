@@ -133,8 +133,9 @@ def test_wheel_ships_the_embedded_data_and_stays_small(wheel):
         # setuptools >= 77 puts it under licenses/, older releases beside METADATA.
         assert any(".dist-info/" in name and name.endswith("/LICENSE") for name in names)
         assert "sparse_keras/cli/__init__.py" in names and "sparse_keras/cli.py" not in names
-        # The k-winners training op's source, which winner_ops compiles on first use.
+        # The C++ sources compiled on first use: the k-winners training op, the inference kernels.
         assert "sparse_keras/layers/_native/kwinners_ops.cc" in names
+        assert "sparse_keras/compute/_native/sparse_kernels.cc" in names
         # Nothing stale from an earlier build folder: every module is in the source tree.
         modules = [n for n in names if n.startswith("sparse_keras/") and n.endswith(".py")]
         assert [n for n in modules if not (REPO / n).is_file()] == []

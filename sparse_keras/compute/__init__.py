@@ -4,7 +4,9 @@
   the non-zero multiplies the paper's formulas expect from k and weight density
   (Section 4.3), and the non-zero products measured on real inputs.
 - `sparse_inference(model)`: a trained network compiled into an inference-only
-  callable that skips zero activations and masked-out weights (Numba kernels).
+  callable that skips zero activations and masked-out weights (Numba kernels, and C++
+  kernels compiled on first use for the convolutions and masked dense layers:
+  `native_kernels`).
 
 `sparse-keras flops MODEL` prints the accounting table; `benchmarks/sparse_inference.py`
 measures the inference path; docs/performance.md has the results.

@@ -2,7 +2,8 @@
 
 `_compile(model, weight_format)` walks a chain of Keras layers and returns a list of
 stages, each one call into the Numba kernels (`_kernels.py`, and `sparse_keras._select`
-for k-winners) that covers one or more layers: a convolution with its batch norm,
+for k-winners) or, for a convolution or masked dense layer fed by k-winners and where
+they could be built, the C++ kernels (`native_kernels.py`), that covers one or more layers: a convolution with its batch norm,
 max-pooling and ReLU fused, a k-winners layer, a dense layer. Activations pass between
 stages either dense (a NumPy array) or sparse (`_Sparse`: the winners of each sample).
 `sparse_keras.compute.inference` runs the stages.
@@ -16,6 +17,7 @@ import math
 import keras
 import numpy as np
 
+from sparse_keras.compute import native_kernels
 from sparse_keras.compute.accounting import IDENTITY_AT_INFERENCE
 from sparse_keras.layers import KWinners
 
@@ -86,6 +88,10 @@ class _Conv(_Stage):
     in_shape: tuple[int, int, int]
     pool: int = 1
     relu: bool = False
+    # Fed by k-winners (an `_Sparse` input); the C++ kernels (`native_kernels.library()`)
+    # for a sparse input or the first-layer shape, or None: Numba.
+    sparse_input: bool = False
+    native: object = dataclasses.field(default=None, repr=False)
     _padded: tuple | None = dataclasses.field(default=None, init=False, repr=False)
 
     def output_shape(self):
@@ -100,26 +106,43 @@ class _Conv(_Stage):
         whole blocks and does the rest one channel at a time, so 30 channels (the MNIST
         networks) ran about 1.7x slower than 32. The padded channels live only in the
         kernels' scratch rows: the output keeps `Co` channels, and every real channel
-        sums the same terms in the same order (identical bits).
+        sums the same terms in the same order (identical bits). The kernel starts on a
+        cache line (`native_kernels.aligned`), as the C++ kernel needs.
         """
         # Cached per kernel object: folding a batch norm in replaces the arrays.
         if self._padded is None or self._padded[0] is not self.kernel:
             c_out = self.kernel.shape[3]
             extra = -c_out % CHANNEL_BLOCK
-            kernel = np.pad(self.kernel, [(0, 0)] * 3 + [(0, extra)]).astype(np.float32)
+            kernel = native_kernels.aligned(np.pad(self.kernel, [(0, 0)] * 3 + [(0, extra)]))
             bias = np.pad(self.bias, (0, extra)).astype(np.float32)
             self._padded = (self.kernel, kernel, bias)
         return self._padded[1], self._padded[2]
+
+    def first_layer_kernel(self) -> bool:
+        """Whether a dense input goes to the kernel for the paper's first layers
+        (5x5 taps, one input channel, max-pool 2)."""
+        return not self.sparse_input and self.kernel.shape[:3] == (5, 5, 1) and self.pool == 2
 
     def __call__(self, x):
         k = _kernels()
         kernel, bias = self.padded_weights()
         if isinstance(x, _Sparse):
             out = np.empty((x.idx.shape[0], *self.output_shape()), np.float32)
-            k.conv2d_sparse_input(x.idx, x.val, *x.shape, kernel, bias, self.pool, self.relu, out)
+            if self.native is not None and native_kernels.conv_fits(x.shape, kernel.shape[3]):
+                native_kernels.conv2d_sparse_input(
+                    self.native, x.idx, x.val, x.shape, kernel, bias, self.pool, self.relu, out
+                )
+            else:
+                k.conv2d_sparse_input(
+                    x.idx, x.val, *x.shape, kernel, bias, self.pool, self.relu, out
+                )
         else:
             out = np.empty((x.shape[0], *self.output_shape()), np.float32)
-            if kernel.shape[:3] == (5, 5, 1) and self.pool == 2:
+            if self.first_layer_kernel() and self.native is not None:
+                native_kernels.conv2d_5x5_single_channel_pool2(
+                    self.native, x, kernel, bias, self.relu, out
+                )
+            elif self.first_layer_kernel():
                 k.conv2d_5x5_single_channel_pool2(x, kernel, bias, self.relu, out)
             else:
                 k.conv2d_dense_input(x, kernel, bias, self.pool, self.relu, out)
@@ -129,7 +152,9 @@ class _Conv(_Stage):
         extra = (f" + max-pool {self.pool}" if self.pool > 1 else "") + (
             " + ReLU" if self.relu else ""
         )
-        return f"conv {'x'.join(map(str, self.kernel.shape))}{extra}"
+        cpp = self.native is not None and (self.sparse_input or self.first_layer_kernel())
+        engine = " (C++ kernel)" if cpp else ""
+        return f"conv {'x'.join(map(str, self.kernel.shape))}{extra}{engine}"
 
 
 @dataclasses.dataclass
@@ -219,6 +244,16 @@ class _DenseLayer(_Stage):
     relu: bool = False
     weight_format: str = "rows"
     csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # Fed by k-winners, and then the C++ kernels for the "rows" format, or None: Numba.
+    sparse_input: bool = False
+    native: object = dataclasses.field(default=None, repr=False)
+    _columns: tuple | None = dataclasses.field(default=None, init=False, repr=False)
+
+    def columns(self) -> native_kernels.ChunkedColumns:
+        """The stored weights laid out for the C++ batch kernel (cached per kernel)."""
+        if self._columns is None or self._columns[0] is not self.kernel:
+            self._columns = (self.kernel, native_kernels.ChunkedColumns(self.kernel))
+        return self._columns[1]
 
     def __post_init__(self):
         if self.weight_format == "csr":
@@ -235,6 +270,14 @@ class _DenseLayer(_Stage):
             k.dense_dense_input(x.reshape(batch, -1), self.kernel, self.bias, self.relu, out)
         elif self.csr is not None:
             k.dense_sparse_input_csr(x.idx, x.val, *self.csr, self.bias, self.relu, out)
+        elif self.native is not None and native_kernels.batch_kernel_pays(
+            batch, x.idx.shape[1], self.columns().stored, self.kernel.shape[1]
+        ):
+            # Many samples and a masked kernel: every stored weight meets 16-64 samples
+            # at once, the masked-out ones are skipped (same bits as reading rows).
+            native_kernels.dense_sparse_weights(
+                self.native, x.idx, x.val, self.columns(), self.bias, self.relu, out
+            )
         else:
             k.dense_sparse_input_rows(x.idx, x.val, self.kernel, self.bias, self.relu, out)
         return out
@@ -245,6 +288,8 @@ class _DenseLayer(_Stage):
         storage = (
             f"CSR, {self.csr[2].size} stored weights" if self.csr is not None else "dense rows"
         )
+        if self.native is not None and self.csr is None:
+            storage += "; C++ batch kernel where it needs fewer products"
         return f"dense {n}->{units} (weight density {density:.2f}, {storage})" + (
             " + ReLU" if self.relu else ""
         )
@@ -347,7 +392,14 @@ def _compile(model: keras.Model, weight_format: str) -> tuple[list[_Stage], tupl
             if activation not in ("linear", "relu"):
                 raise _unsupported(layer, f"activation {activation!r}")
             kernel, bias = _kernel_and_bias(layer)
-            stage = _Conv(kernel, bias, [layer.name], shape, relu=activation == "relu")
+            stage = _Conv(
+                kernel,
+                bias,
+                [layer.name],
+                shape,
+                relu=activation == "relu",
+                sparse_input=sparse_input,
+            )
             shape = stage.output_shape()
             stages.append(stage)
         elif isinstance(layer, keras.layers.Dense):
@@ -361,7 +413,12 @@ def _compile(model: keras.Model, weight_format: str) -> tuple[list[_Stage], tupl
             fmt = weight_format if sparse_input else "rows"
             stages.append(
                 _DenseLayer(
-                    kernel, bias, [layer.name], relu=activation == "relu", weight_format=fmt
+                    kernel,
+                    bias,
+                    [layer.name],
+                    relu=activation == "relu",
+                    weight_format=fmt,
+                    sparse_input=sparse_input,
                 )
             )
             shape = (kernel.shape[1],)

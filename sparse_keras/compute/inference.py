@@ -2,13 +2,16 @@
 
 `sparse_inference(model)` reads a trained Keras model (a chain of the layers
 `sparse_keras.models.build` uses) and compiles it into a short list of stages run by
-Numba kernels (`_kernels.py`; the stages are compiled in `_stages.py`):
+Numba kernels (`_kernels.py`) and, where a C++ compiler is at hand, two C++ kernels
+(`native_kernels.py`); the stages are compiled in `_stages.py`:
 
-- a convolution fed by k-winners adds, tap by tap, the active inputs each output sees
-  (work proportional to the winners, not to the input size; the tap's weights and
-  the sample's outputs stay in L1);
+- a convolution fed by k-winners sums, for each output, only the active inputs it sees
+  (work proportional to the winners, not to the input size), 64 output channels at a
+  time in vector registers (C++; the Numba kernel adds them tap by tap in L1);
 - a dense layer fed by k-winners reads only the active rows of its kernel, four rows
-  per pass over a sample's output row;
+  per pass over a sample's output row; for a batch whose samples outnumber what that
+  saves, the C++ kernel instead multiplies each stored (masked-in) weight by 16-64
+  samples' inputs at once;
 - k-winners is a radix select over the boosted values, picking exactly the set
   `tf.math.top_k` picks (ties to the lower index);
 - inference-mode batch normalisation is folded into the convolution or dense layer
@@ -28,10 +31,13 @@ import time
 import keras
 import numpy as np
 
+from sparse_keras.compute import native_kernels
 from sparse_keras.compute._stages import (
     WEIGHT_FORMATS,
     _compile,
+    _Conv,
     _dense,
+    _DenseLayer,
     _kernels,
     _KWinners,
     _Stage,
@@ -68,6 +74,13 @@ class SparseInferenceModel:
                 f"Expected inputs of shape (batch, {', '.join(map(str, self.input_shape))}), "
                 f"got {x.shape}."
             )
+        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(
+                f"inputs must be finite; samples {bad[:5].tolist()}"
+                f"{' and more' if bad.size > 5 else ''} contain NaN or Inf."
+            )
         return x
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
@@ -84,6 +97,9 @@ class SparseInferenceModel:
 
         Returns:
             float32 NumPy array `(batch, outputs)`.
+
+        Raises:
+            ValueError: for inputs of the wrong shape, or with NaN or Inf (named by sample).
         """
         x = self._check(inputs)
         chunks = min(self.threads, x.shape[0] // self.min_samples_per_thread)
@@ -147,11 +163,15 @@ class SparseInferenceModel:
         self.close()
 
 
+KERNELS = ("auto", "native", "numba")
+
+
 def sparse_inference(
     model: keras.Model,
     threads: int | None = None,
     weight_format: str = "rows",
     warm_up: bool = True,
+    kernels: str = "auto",
 ) -> SparseInferenceModel:
     """Compiles a trained network into a fast inference path that skips the zeros.
 
@@ -177,13 +197,19 @@ def sparse_inference(
             exactly the non-zero multiplies, but scattered updates).
         warm_up: Run one sample through so that kernels are compiled (or loaded
             from Numba's cache) now rather than on the first call.
+        kernels: "auto" (the C++ kernels where they can be built, compiled on the
+            first call of the process, a few seconds, else Numba with one warning),
+            "native" (the C++ kernels or a `RuntimeError` saying why not) or "numba"
+            (Numba only). Outputs are the same bits either way.
 
     Returns:
         A `SparseInferenceModel`: call it with a `(batch, *input_shape)` array.
 
     Raises:
-        ValueError: for a layer or configuration the compiler does not support.
+        ValueError: for a layer or configuration the compiler does not support, or an
+            unknown `weight_format`, `threads` or `kernels`.
         ImportError: if Numba is not installed.
+        RuntimeError: for `kernels="native"` where the C++ kernels cannot be built.
 
     Example:
 
@@ -199,8 +225,23 @@ def sparse_inference(
         threads = os.cpu_count() or 1
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}.")
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}.")
     _kernels()
+    native = None
+    if kernels != "numba":
+        native = native_kernels.library()
+        if native is None and kernels == "native":
+            raise RuntimeError(
+                "kernels='native' was asked for, but the C++ kernels could not be built: "
+                f"{native_kernels.unavailable_reason()}. Use kernels='auto' or 'numba'."
+            )
     stages, input_shape = _compile(model, weight_format)
+    for stage in stages:
+        # CSR is an explicit request for the Numba CSR kernel; the C++ ones read rows.
+        csr = isinstance(stage, _DenseLayer) and stage.csr is not None
+        if isinstance(stage, _Conv) or (isinstance(stage, _DenseLayer) and stage.sparse_input):
+            stage.native = None if csr else native
     compiled = SparseInferenceModel(stages, input_shape, threads, model.name)
     if warm_up:
         compiled(np.zeros((1, *input_shape), np.float32))

@@ -16,21 +16,16 @@ them. Where that cannot be done (no compiler, no headers, a read-only cache) it 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import tensorflow as tf
 
+from sparse_keras import native_build
+
 SOURCE = Path(__file__).parent / "_native" / "kwinners_ops.cc"
-_CACHE_ENV = "SPARSE_KERAS_CACHE"
-_COMPILER_ENV = "CXX"
 # -ffp-contract=off: no fused multiply-adds, so the duty-cycle update gives the bits of
 # KWinners.update_duty_cycles' separate float32 operations.
 _FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-w"]
@@ -45,18 +40,12 @@ _log = logging.getLogger(__name__)
 def cache_dir() -> Path:
     """Where compiled ops are kept: `$SPARSE_KERAS_CACHE/ops`, else `~/.cache/sparse_keras/ops`
     (`$XDG_CACHE_HOME` replacing `~/.cache` where it is set)."""
-    root = os.environ.get(_CACHE_ENV)
-    if root:
-        return Path(root) / "ops"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "sparse_keras" / "ops"
+    return native_build.cache_dir("ops")
 
 
 def library_path() -> Path:
     """The compiled library's path for this TensorFlow, Python and source (it may not exist yet)."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update(" ".join([tf.__version__, sys.version, *_FLAGS]).encode())
-    return cache_dir() / f"kwinners_ops-{digest.hexdigest()[:16]}.so"
+    return native_build.library_path(SOURCE, "ops", _FLAGS, [tf.__version__])
 
 
 def library():
@@ -103,10 +92,14 @@ def build() -> Path:
         RuntimeError: If there is no compiler or it fails (its last lines of errors).
         OSError: If the cache folder cannot be written.
     """
-    path = library_path()
-    if not path.exists():
-        _compile(path)
-    return path
+    return native_build.build(
+        SOURCE,
+        "ops",
+        _FLAGS,
+        link_args=[*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()],
+        key=[tf.__version__],
+        what="the k-winners training op (about 10 s)",
+    )
 
 
 def _load():
@@ -130,33 +123,3 @@ def _load():
             tf.no_gradient(name)
         _gradients_registered = True
     return module
-
-
-def _compile(path: Path) -> None:
-    compiler = os.environ.get(_COMPILER_ENV) or shutil.which("g++") or shutil.which("c++")
-    if not compiler:
-        raise RuntimeError("no C++ compiler found (install g++ or set CXX)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _log.warning("sparse_keras: compiling the k-winners training op (once, about 10 s)...")
-    # Built under a temporary name and renamed: a concurrent or interrupted build never
-    # leaves a half-written library under the final name.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-    os.close(fd)
-    command = [
-        compiler,
-        *_FLAGS,
-        str(SOURCE),
-        "-o",
-        tmp,
-        *tf.sysconfig.get_compile_flags(),
-        *tf.sysconfig.get_link_flags(),
-    ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-            raise RuntimeError(f"{compiler} exited with {result.returncode}: {tail}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
