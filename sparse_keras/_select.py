@@ -140,22 +140,33 @@ def kwinners(x, boost, k, idx, val):
     values = keys.view(np.float32)
     counts = np.zeros(2048, np.int64)
     candidates = np.empty(n, np.uint32)
+    # Winners are gathered here first, without branches (always write, advance on a
+    # win): a branch per value mispredicts at every scattered winner.
+    found = np.empty(n, np.int32)
     guess = np.uint32(0)
     for s in range(x.shape[0]):
         for i in range(n):
             values[i] = x[s, i] * boost[i] + np.float32(0.0)
         _order_keys(keys)
-        threshold, take, _ = _kth_largest(keys, k, counts, candidates, guess)
+        threshold, take, equal = _kth_largest(keys, k, counts, candidates, guess)
         guess = _lowered(threshold)
-        m = 0
-        for i in range(n):
-            key = keys[i]
-            if key > threshold or (key == threshold and take > 0):
-                if key == threshold:
-                    take -= 1
-                idx[s, m] = i
-                val[s, m] = x[s, i]
-                m += 1
+        if take == equal:  # usually: every key equal to the threshold wins
+            m = 0
+            for i in range(n):
+                found[m] = i
+                m += keys[i] >= threshold
+        else:  # only the first `take` of the keys equal to the threshold win
+            m = 0
+            for i in range(n):
+                key = keys[i]
+                if key > threshold or (key == threshold and take > 0):
+                    if key == threshold:
+                        take -= 1
+                    found[m] = i
+                    m += 1
+        for j in range(k):
+            idx[s, j] = found[j]
+            val[s, j] = x[s, found[j]]
 
 
 def _winner_mask(x, boost, k, chunks, mask, counts):
