@@ -288,7 +288,7 @@ class _DenseLayer(_Stage):
         storage = (
             f"CSR, {self.csr[2].size} stored weights" if self.csr is not None else "dense rows"
         )
-        if self.native is not None and self.csr is None:
+        if self.native is not None and self.csr is None and density < 1.0:
             storage += "; C++ batch kernel where it needs fewer products"
         return f"dense {n}->{units} (weight density {density:.2f}, {storage})" + (
             " + ReLU" if self.relu else ""
