@@ -22,8 +22,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 CACHE_ENV = "SPARSE_KERAS_CACHE"
 COMPILER_ENV = "CXX"
@@ -127,3 +130,31 @@ def build(
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def load_or_rebuild(
+    path: Path,
+    build: Callable[[], Path],
+    load: Callable[[Path], T],
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    what: str,
+) -> T:
+    """`load(build())`; where a library already in the cache at `path` does not load
+    (a truncated copy, a full disk), it is deleted and built again, once.
+
+    Args:
+        path: Where `build()` puts the library.
+        build: Compiles the library unless it is cached; returns its path.
+        load: Loads a library file.
+        errors: What `load` raises for a file that is not a loadable library.
+        what: How the log names the library.
+    """
+    cached = path.exists()
+    try:
+        return load(build())
+    except errors:
+        if not cached:
+            raise
+        _log.warning("sparse_keras: the cached %s %s does not load; rebuilding.", what, path)
+        path.unlink()
+        return load(build())

@@ -221,6 +221,13 @@ def test_sparse_inference_refuses_non_finite_inputs(lib):
         fast(x)
 
 
+@pytest.mark.parametrize("kernels", ["native", "numba"])
+def test_an_empty_batch_gives_no_rows(lib, kernels):
+    fast = sparse_inference(models.build("gsc_sparse_cnn2", seed=0), kernels=kernels)
+    out = fast(np.zeros((0, 32, 32, 1), np.float32))
+    assert out.shape == (0, 12) and out.dtype == np.float32
+
+
 def test_unknown_kernels_are_named():
     with pytest.raises(
         ValueError, match=r"kernels must be one of \('auto', 'native', 'numba'\), got 'cuda'"
@@ -261,10 +268,10 @@ def test_the_library_is_cached_per_cpu_and_a_damaged_copy_rebuilt(monkeypatch, t
     monkeypatch.setenv("SPARSE_KERAS_CACHE", str(tmp_path))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x7fELF truncated")
-    with caplog.at_level(logging.WARNING, logger="sparse_keras.compute.native_kernels"):
+    with caplog.at_level(logging.WARNING, logger="sparse_keras"):
         rebuilt = native_kernels.library()
     assert rebuilt is not None, native_kernels.unavailable_reason()
-    assert "do not load; rebuilding" in caplog.text
+    assert "does not load; rebuilding" in caplog.text
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
     stamp = path.stat().st_mtime_ns
     monkeypatch.setenv("CXX", "false")  # would fail if it compiled again

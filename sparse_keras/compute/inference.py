@@ -25,6 +25,7 @@ threads (the kernels release the GIL).
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
 import time
 
@@ -74,7 +75,7 @@ class SparseInferenceModel:
                 f"Expected inputs of shape (batch, {', '.join(map(str, self.input_shape))}), "
                 f"got {x.shape}."
             )
-        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        finite = np.isfinite(x.reshape(len(x), math.prod(self.input_shape))).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             raise ValueError(
@@ -102,6 +103,8 @@ class SparseInferenceModel:
             ValueError: for inputs of the wrong shape, or with NaN or Inf (named by sample).
         """
         x = self._check(inputs)
+        if len(x) == 0:  # the stages reshape by sample; one zero sample gives the width
+            return self._forward(np.zeros((1, *self.input_shape), np.float32))[:0]
         chunks = min(self.threads, x.shape[0] // self.min_samples_per_thread)
         if chunks <= 1:
             return self._forward(x)

@@ -123,17 +123,9 @@ def _build() -> Path:
 
 
 def _load() -> ctypes.CDLL:
-    path = library_path()
-    cached = path.exists()
-    try:
-        lib = ctypes.CDLL(str(_build()))
-    except OSError:
-        if not cached:
-            raise
-        # A damaged cached file (truncated copy, full disk): built again, once.
-        _log.warning("sparse_keras: the cached C++ kernels %s do not load; rebuilding.", path)
-        path.unlink()
-        lib = ctypes.CDLL(str(_build()))
+    lib = native_build.load_or_rebuild(
+        library_path(), _build, lambda path: ctypes.CDLL(str(path)), OSError, "C++ kernels"
+    )
     for name, argtypes in _SIGNATURES.items():
         function = getattr(lib, name)  # AttributeError: a library of another source
         function.argtypes = argtypes

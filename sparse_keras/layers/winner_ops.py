@@ -105,17 +105,13 @@ def build() -> Path:
 def _load():
     # One library per process: TensorFlow refuses a second registration of the same
     # kernels (from another path) when the op runs.
-    path = library_path()
-    cached = path.exists()
-    try:
-        module = tf.load_op_library(str(build()))
-    except tf.errors.OpError:
-        if not cached:
-            raise
-        # A damaged cached file (truncated copy, full disk): built again, once.
-        _log.warning("sparse_keras: the cached k-winners op %s does not load; rebuilding.", path)
-        path.unlink()
-        module = tf.load_op_library(str(build()))
+    module = native_build.load_or_rebuild(
+        library_path(),
+        build,
+        lambda path: tf.load_op_library(str(path)),
+        tf.errors.OpError,
+        "k-winners op",
+    )
     global _gradients_registered
     if not _gradients_registered:
         # The mask is a constant to backprop, as the numpy_function's output is.
