@@ -1,10 +1,11 @@
 """The stages of the sparse inference path and the compiler that makes them from a model.
 
 `_compile(model, weight_format)` walks a chain of Keras layers and returns a list of
-stages, each one call into the Numba kernels (`_kernels.py`, and `sparse_keras._select`
-for k-winners) or, for a convolution or masked dense layer fed by k-winners and where
-they could be built, the C++ kernels (`native_kernels.py`), that covers one or more layers: a convolution with its batch norm,
-max-pooling and ReLU fused, a k-winners layer, a dense layer. Activations pass between
+stages, each covering one or more layers (a convolution with its batch norm, max-pooling
+and ReLU fused, a k-winners layer, a dense layer) with one kernel call: the Numba kernels
+(`_kernels.py`, and `sparse_keras._select` for k-winners) or, for the convolutions and a
+masked dense layer fed by k-winners, the C++ kernels (`native_kernels.py`) where they
+could be built (`sparse_inference` hands them to the stages). Activations pass between
 stages either dense (a NumPy array) or sparse (`_Sparse`: the winners of each sample).
 `sparse_keras.compute.inference` runs the stages.
 """

@@ -13,7 +13,8 @@
 // Same bits as the Numba kernels: every output sums its bias, then the products of its
 // inputs in ascending input index, each add fused with its multiply as LLVM does under
 // Numba's `contract` flag (here -ffp-contract=fast). Terms that are exactly zero (a
-// masked weight, an inactive input) add nothing, so skipping them keeps the sum.
+// masked weight, an inactive input) add nothing, so skipping them keeps the sum (up to
+// the sign of a sum that is exactly zero: -0.0 + 0.0 is +0.0; the inputs are finite).
 //
 // Sparse activations are `(idx, val)` as in `_kernels.py`: `idx[s * k + j]` the flat
 // C-order index of sample s's j-th active value (ascending), `val[s * k + j]` its value.
