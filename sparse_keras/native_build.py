@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -130,6 +131,39 @@ def build(
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def load_once(
+    state: dict,
+    lock: threading.Lock,
+    load: Callable[[], T],
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    log: logging.Logger,
+    fallback: str,
+) -> T | None:
+    """`load()` the first time, its result every later time; `None` (and one warning
+    on `log` naming the error and `fallback`, what runs instead) where it raised one of
+    `errors`, whose message is kept as `state["reason"]`. Thread-safe under `lock`.
+
+    Args:
+        state: The caller's per-process memory (an empty dict to start with; tests
+            reset it by replacing it).
+        lock: Held while loading, so concurrent first calls build once.
+        load: Builds and loads the library.
+        errors: What a library that cannot be built or loaded raises.
+        log: The caller's logger.
+        fallback: The warning's message, with `%s` for the error.
+    """
+    with lock:
+        if "library" not in state:
+            try:
+                state["library"] = load()
+                state["reason"] = None
+            except errors as err:
+                state["library"] = None
+                state["reason"] = str(err)
+                log.warning(fallback, err)
+        return state["library"]
 
 
 def load_or_rebuild(

@@ -91,20 +91,15 @@ def library() -> ctypes.CDLL | None:
     """The loaded kernels, compiling them first if needed; `None` where they cannot be
     built or loaded (`unavailable_reason()` says why). Thread-safe; the answer is
     remembered for the process."""
-    with _lock:
-        if "library" not in _state:
-            try:
-                _state["library"] = _load()
-                _state["reason"] = None
-            except (OSError, RuntimeError, AttributeError) as err:
-                _state["library"] = None
-                _state["reason"] = str(err)
-                _log.warning(
-                    "sparse_keras: the C++ inference kernels could not be built (%s); "
-                    "sparse_inference uses the Numba kernels.",
-                    err,
-                )
-        return _state["library"]  # type: ignore[return-value]
+    return native_build.load_once(
+        _state,
+        _lock,
+        _load,
+        (OSError, RuntimeError, AttributeError),
+        _log,
+        "sparse_keras: the C++ inference kernels could not be built (%s); "
+        "sparse_inference uses the Numba kernels.",
+    )
 
 
 def unavailable_reason() -> str | None:
@@ -164,7 +159,16 @@ def _check(name: str, array: np.ndarray, dtype, ndim: int, align: bool = False) 
         raise ValueError(f"{name} must start on a {ALIGNMENT}-byte boundary (use aligned()).")
 
 
+def _check_sparse(idx: np.ndarray, val: np.ndarray) -> None:
+    """A sparse batch `(idx, val)`: types and shapes."""
+    _check("idx", idx, np.int32, 2)
+    _check("val", val, np.float32, 2)
+    if val.shape != idx.shape:
+        raise ValueError(f"val has shape {val.shape}, idx {idx.shape}: they must match.")
+
+
 def _check_indices(idx: np.ndarray, size: int) -> None:
+    """Checked last (a pass over the data), after the O(1) checks."""
     if idx.size and (idx.min() < 0 or idx.max() >= size):
         raise ValueError(f"active indices must lie in [0, {size}), got [{idx.min()}, {idx.max()}].")
 
@@ -202,15 +206,12 @@ def conv2d_sparse_input(
     Raises:
         ValueError: naming the first argument that does not fit.
     """
-    _check("idx", idx, np.int32, 2)
-    _check("val", val, np.float32, 2)
+    _check_sparse(idx, val)
+    height, width, c_in = (int(d) for d in in_shape)
     _check("kernel", kernel, np.float32, 4, align=True)
     _check("bias", bias, np.float32, 1)
     _check("out", out, np.float32, 4)
-    height, width, c_in = (int(d) for d in in_shape)
     kh, kw, kc, cw = kernel.shape
-    if val.shape != idx.shape:
-        raise ValueError(f"val has shape {val.shape}, idx {idx.shape}: they must match.")
     if kc != c_in or cw % LANES or bias.shape != (cw,):
         raise ValueError(
             f"kernel {kernel.shape} and bias {bias.shape} do not fit an input with {c_in} "
@@ -335,12 +336,9 @@ def dense_sparse_weights(
     Raises:
         ValueError: naming the first argument that does not fit.
     """
-    _check("idx", idx, np.int32, 2)
-    _check("val", val, np.float32, 2)
+    _check_sparse(idx, val)
     _check("bias", bias, np.float32, 1)
     _check("out", out, np.float32, 2)
-    if val.shape != idx.shape:
-        raise ValueError(f"val has shape {val.shape}, idx {idx.shape}: they must match.")
     if bias.shape != (columns.units,) or out.shape != (idx.shape[0], columns.units):
         raise ValueError(
             f"bias {bias.shape} and out {out.shape} must be ({columns.units},) and "

@@ -64,20 +64,15 @@ def library():
     >>> count.numpy().tolist(), float(batch)  # positive winners per unit, batch size
     ([1.0, 0.0, 1.0, 1.0], 2.0)
     """
-    with _lock:
-        if "library" not in _state:
-            try:
-                _state["library"] = _load()
-                _state["reason"] = None
-            except (OSError, RuntimeError, subprocess.SubprocessError, tf.errors.OpError) as err:
-                _state["library"] = None
-                _state["reason"] = str(err)
-                _log.warning(
-                    "sparse_keras: the k-winners training op could not be built (%s); "
-                    "training uses the slower numpy_function path.",
-                    err,
-                )
-        return _state["library"]
+    return native_build.load_once(
+        _state,
+        _lock,
+        _load,
+        (OSError, RuntimeError, subprocess.SubprocessError, tf.errors.OpError),
+        _log,
+        "sparse_keras: the k-winners training op could not be built (%s); "
+        "training uses the slower numpy_function path.",
+    )
 
 
 def unavailable_reason() -> str | None:
